@@ -1,0 +1,191 @@
+"""A running container of the image under test: exec, ports, logs, health, files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import docker.errors
+
+from .errors import ContainerFailed, ImageCheckError
+from .image import read_archive_file
+
+if TYPE_CHECKING:
+    import testinfra.host
+
+    from .engine import Engine
+    from .image import ImageUnderTest
+
+#: How many log lines failure messages and reports carry.
+LOG_TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run with :meth:`RunningContainer.exec` returned."""
+
+    command: str | list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited with 0."""
+        return self.exit_code == 0
+
+
+class RunningContainer:
+    """One container of the image under test, started by the plugin and removed by it.
+
+    Ports are published on 127.0.0.1 only, each at a free port the engine picked.
+    """
+
+    def __init__(self, container: Any, *, image: ImageUnderTest, engine: Engine) -> None:
+        self._container = container
+        self.image = image
+        self.engine = engine
+
+    def __repr__(self) -> str:
+        return f"<RunningContainer {self.name} of {self.image.ref}>"
+
+    @property
+    def id(self) -> str:
+        """The container ID."""
+        return str(self._container.id)
+
+    @property
+    def name(self) -> str:
+        """The container name (``imagecheck-<session>-<random>``)."""
+        return str(self._container.name)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The engine's inspect document, refreshed on each read."""
+        self._reload()
+        return dict(self._container.attrs)
+
+    def _reload(self) -> None:
+        try:
+            self._container.reload()
+        except docker.errors.NotFound:
+            raise ContainerFailed(f"container {self.name} was removed while in use") from None
+
+    @property
+    def status(self) -> str:
+        """``created``, ``running``, ``exited``, ... refreshed on read."""
+        return str(self.attrs["State"]["Status"])
+
+    @property
+    def health(self) -> str | None:
+        """``starting``, ``healthy`` or ``unhealthy``; ``None`` without HEALTHCHECK."""
+        health = self.attrs["State"].get("Health")
+        return str(health["Status"]) if health else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code once the container stopped, else ``None``."""
+        state = self.attrs["State"]
+        return None if state.get("Running") else int(state.get("ExitCode", 0))
+
+    @property
+    def ports(self) -> dict[str, tuple[str, int]]:
+        """Published ports: ``{"5000/tcp": ("127.0.0.1", 49153)}``."""
+        published = self.attrs["NetworkSettings"].get("Ports") or {}
+        return {
+            port: (bindings[0]["HostIp"] or "127.0.0.1", int(bindings[0]["HostPort"]))
+            for port, bindings in published.items()
+            if bindings
+        }
+
+    def address(self, port: int | str) -> tuple[str, int]:
+        """Where the host reaches container ``port``: ``("127.0.0.1", 49153)``."""
+        key = str(port) if "/" in str(port) else f"{port}/tcp"
+        ports = self.ports
+        if key not in ports:
+            published = ", ".join(ports) or "none"
+            raise ImageCheckError(
+                f"port {port} is not published by {self.name} (published: {published}): "
+                "EXPOSE it in the Dockerfile or pass ports=[...] to run_container"
+            )
+        return ports[key]
+
+    def url(self, port: int | str, path: str = "/") -> str:
+        """An ``http://`` URL for ``path`` on container ``port``, reachable from the host."""
+        if not path.startswith("/"):
+            raise ImageCheckError(f"path {path!r} must start with '/', e.g. '/{path}'")
+        host, host_port = self.address(port)
+        return f"http://{host}:{host_port}{path}"
+
+    def logs(self, tail: int | None = None) -> str:
+        """The container's stdout and stderr; only the last ``tail`` lines when given."""
+        try:
+            raw = self._container.logs(tail=tail if tail is not None else "all")
+        except docker.errors.NotFound:
+            return ""
+        return raw.decode("utf-8", "replace")
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last ``lines`` log lines, indented for messages (``(no output)`` if none)."""
+        text = self.logs(tail=lines).rstrip()
+        return "\n".join("  " + line for line in text.splitlines()) or "  (no output)"
+
+    def ensure_running(self) -> None:
+        """Raise :class:`ContainerFailed` with the exit code and log tail unless running."""
+        state = self.attrs["State"]
+        if state.get("Running"):
+            return
+        reason = f"exited with code {state.get('ExitCode')}"
+        if state.get("OOMKilled"):
+            reason += " (killed: out of memory)"
+        if state.get("Error"):
+            reason += f" ({state['Error']})"
+        raise ContainerFailed(
+            f"container {self.name} of {self.image.ref} {reason}; last log lines:\n"
+            f"{self.log_tail()}"
+        )
+
+    def exec(
+        self,
+        cmd: str | list[str],
+        *,
+        user: str | None = None,
+        env: dict[str, str] | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
+        """Run ``cmd`` in the container (no shell unless you call one) and wait for it.
+
+        A string is split like a shell would split words, but never interpreted by one.
+        """
+        try:
+            code, (out, err) = self._container.exec_run(
+                cmd, user=user or "", environment=env, workdir=workdir, demux=True
+            )
+        except docker.errors.APIError as exc:
+            if exc.response is not None and exc.response.status_code == 409:
+                self.ensure_running()
+            raise ContainerFailed(
+                f"cannot exec {cmd!r} in {self.name}: {exc.explanation}"
+            ) from None
+        return ExecResult(
+            command=cmd,
+            exit_code=int(code if code is not None else -1),
+            stdout=(out or b"").decode("utf-8", "replace"),
+            stderr=(err or b"").decode("utf-8", "replace"),
+        )
+
+    def read_file(self, path: str) -> bytes:
+        """Read one file from the container's filesystem (no shell or ``cat`` needed)."""
+        return read_archive_file(self._container, path, owner=self.name)
+
+    @cached_property
+    def host(self) -> testinfra.host.Host:
+        """A testinfra ``Host`` bound to this container (``host.file``, ``host.user``, ...)."""
+        import testinfra
+
+        return testinfra.get_host(f"docker://{self.id}")
+
+    def stop(self, timeout: int = 10) -> None:
+        """Stop the container (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
+        self._container.stop(timeout=timeout)

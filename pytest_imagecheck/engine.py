@@ -1,0 +1,346 @@
+"""The Docker engine as the plugin uses it: one client, one session label, cleanup.
+
+Every container the plugin creates carries the labels from :meth:`Engine.labels`:
+
+``pytest-imagecheck.session``
+    the pytest session that made it (shared by all xdist workers of one run);
+``pytest-imagecheck.pid`` and ``pytest-imagecheck.host``
+    the process that made it, so a later session can tell a crashed session's
+    leftovers (dead pid on this host) from a session that is still running;
+``pytest-imagecheck.keep``
+    set with ``--keep-containers``: never swept.
+
+``docker ps -a --filter label=pytest-imagecheck.session`` lists them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import socket
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import docker
+import docker.errors
+from docker.types import DeviceRequest
+
+from .errors import (
+    ContainerFailed,
+    EngineUnavailable,
+    GpuUnavailable,
+    ImageCheckError,
+    ImageNotFound,
+)
+
+if TYPE_CHECKING:
+    from .container import RunningContainer
+    from .image import ImageUnderTest
+
+LABEL_SESSION = "pytest-imagecheck.session"
+LABEL_PID = "pytest-imagecheck.pid"
+LABEL_HOST = "pytest-imagecheck.host"
+LABEL_KEEP = "pytest-imagecheck.keep"
+LABEL_TEST = "pytest-imagecheck.test"
+
+LOOPBACK = "127.0.0.1"
+_GPU_DRIVER_ERROR = re.compile(r"could not select device driver .* with capabilities")
+_REFERENCE = re.compile(
+    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?"  # registry or first path part
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+_IMAGE_ID = re.compile(r"^(?:sha256:)?[0-9a-f]{12,64}$")
+
+ENGINE_HINT = (
+    "start one with `scripts/ensure-docker` (Debian, as root), `sudo systemctl start docker`, "
+    "or point DOCKER_HOST at a running engine"
+)
+
+
+def new_session_id() -> str:
+    """A fresh, short session id for labels and container names."""
+    return secrets.token_hex(6)
+
+
+def connect(timeout: float = 60) -> docker.DockerClient:
+    """Connect to the engine named by the environment (``DOCKER_HOST``, else the local socket).
+
+    Raises :class:`EngineUnavailable` with one line naming the address and the fix.
+    """
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        reason = _short_reason(exc)
+        raise EngineUnavailable(
+            f"Docker engine unreachable at {where} ({reason}): {ENGINE_HINT}"
+        ) from None
+    return client
+
+
+def _short_reason(exc: BaseException) -> str:
+    """The innermost useful words of a docker-py / requests exception."""
+    text = str(exc)
+    for pattern in (r"\[Errno -?\d+\] ([^'\")]+)", r"Errno \d+\] ([^'\")]+)", r"\)\)?: (.+)$"):
+        match = re.search(pattern, text)
+        if match:
+            return match.group(1).strip().rstrip(".")
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def check_reference(ref: str) -> str:
+    """Return ``ref`` if it is a well-formed image reference or ID, else raise a one-line error.
+
+    >>> check_reference("autovoice:latest")
+    'autovoice:latest'
+    """
+    if _IMAGE_ID.match(ref) or _REFERENCE.match(ref):
+        return ref
+    raise ImageCheckError(
+        f"--image {ref!r} is not an image reference: use NAME[:TAG], NAME@sha256:DIGEST "
+        "or an image ID (lowercase, no spaces)"
+    )
+
+
+def parse_gpus(value: str) -> DeviceRequest:
+    """Turn a ``docker run --gpus`` value into the engine's device request.
+
+    ``all`` asks for every GPU, ``N`` for N of them, ``device=0,1`` for those devices.
+
+    >>> parse_gpus("all").count
+    -1
+    >>> parse_gpus("device=0,1").device_ids
+    ['0', '1']
+    """
+    text = value.strip().strip('"')
+    if text in ("all", "count=all"):
+        return DeviceRequest(count=-1, capabilities=[["gpu"]])
+    count = text.removeprefix("count=")
+    if count.isdigit() and int(count) > 0:
+        return DeviceRequest(count=int(count), capabilities=[["gpu"]])
+    ids = [d for d in text.removeprefix("device=").split(",") if d.strip()]
+    if text.startswith("device=") and ids and all(re.fullmatch(r"[\w:-]+", d) for d in ids):
+        return DeviceRequest(device_ids=ids, capabilities=[["gpu"]])
+    raise ImageCheckError(
+        f"--gpus {value!r} is not understood: use all, a count like 2, or device=0,1 "
+        "(as for docker run --gpus)"
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM while cleaning up, so a second Ctrl-C cannot leave leftovers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+class Engine:
+    """The Docker engine for one pytest session (or one xdist worker of it).
+
+    It labels what it creates, remembers it, and removes it again.
+    """
+
+    def __init__(
+        self, client: docker.DockerClient, session_id: str, *, keep_containers: bool = False
+    ) -> None:
+        self.client = client
+        self.session_id = session_id
+        self.keep_containers = keep_containers
+        self.host = socket.gethostname()
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The labels every container of this session carries."""
+        labels = {
+            LABEL_SESSION: self.session_id,
+            LABEL_PID: str(os.getpid()),
+            LABEL_HOST: self.host,
+        }
+        if self.keep_containers:
+            labels[LABEL_KEEP] = "1"
+        return labels
+
+    @property
+    def version(self) -> str:
+        """The engine's version string, e.g. ``20.10.24``."""
+        return str(self.client.version().get("Version", "unknown"))
+
+    def image(self, ref: str) -> ImageUnderTest:
+        """The facts of image ``ref``, which must exist on the engine."""
+        from .image import ImageUnderTest
+
+        check_reference(ref)
+        try:
+            attrs = self.client.api.inspect_image(ref)
+            history = self.client.api.history(attrs["Id"])
+        except docker.errors.ImageNotFound:
+            raise ImageNotFound(
+                f"image {ref!r} not found on the engine: build or load it first, "
+                "or pass --build-context DIR to have pytest build it"
+            ) from None
+        except docker.errors.APIError as exc:
+            raise ImageCheckError(f"cannot inspect image {ref!r}: {exc.explanation}") from None
+        return ImageUnderTest(attrs=attrs, history=history, ref=ref, engine=self)
+
+    def create(self, image: str, **kwargs: Any) -> Any:
+        """Create (not start) a labelled container of ``image``; docker-py's keyword arguments."""
+        labels = {**self.labels, **kwargs.pop("labels", {})}
+        name = kwargs.pop("name", None) or f"imagecheck-{self.session_id}-{secrets.token_hex(3)}"
+        return self.client.containers.create(image, labels=labels, name=name, **kwargs)
+
+    def run(
+        self,
+        image: ImageUnderTest,
+        *,
+        command: str | list[str] | None = None,
+        entrypoint: str | list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        ports: Iterable[int | str] | None = None,
+        read_only: bool = False,
+        tmpfs: Mapping[str, str] | None = None,
+        cap_drop: list[str] | None = None,
+        security_opt: list[str] | None = None,
+        gpus: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> RunningContainer:
+        """Start a container of ``image`` with every port published on 127.0.0.1.
+
+        ``ports`` (default: the image's exposed ports) each get a free host port chosen by
+        the engine. A container whose start fails is removed before the error is raised.
+        """
+        from .container import RunningContainer
+
+        wanted = image.exposed_ports if ports is None else [_port_key(p) for p in ports]
+        kwargs: dict[str, Any] = {
+            "command": command,
+            "entrypoint": entrypoint,
+            "environment": dict(env or {}),
+            "ports": {port: (LOOPBACK, None) for port in wanted},
+            "read_only": read_only,
+            "tmpfs": dict(tmpfs or {}),
+            "cap_drop": cap_drop,
+            "security_opt": security_opt,
+            "labels": dict(labels or {}),
+            "detach": True,
+        }
+        if user is not None:
+            kwargs["user"] = user
+        if gpus:
+            kwargs["device_requests"] = [parse_gpus(gpus)]
+        try:
+            raw = self.create(image.id, **kwargs)
+        except docker.errors.APIError as exc:
+            raise ContainerFailed(
+                f"cannot create a container of {image.ref}: {exc.explanation}"
+            ) from None
+        container = RunningContainer(raw, image=image, engine=self)
+        try:
+            raw.start()
+        except docker.errors.APIError as exc:
+            self.remove(container)
+            explanation = str(exc.explanation or exc)
+            if _GPU_DRIVER_ERROR.search(explanation):
+                raise GpuUnavailable(
+                    f"the engine cannot give GPUs (--gpus {gpus}): {explanation}; install the "
+                    "NVIDIA Container Toolkit on the Docker host, or run without --gpus"
+                ) from None
+            raise ContainerFailed(
+                f"container of {image.ref} failed to start: {explanation}"
+            ) from None
+        except BaseException:
+            self.remove(container)
+            raise
+        try:
+            container.ensure_running()
+        except ContainerFailed:
+            self.remove(container)
+            raise
+        return container
+
+    def remove(self, container: RunningContainer | Any) -> None:
+        """Force-remove one container (and its anonymous volumes); gone already is fine."""
+        if self.keep_containers:
+            return
+        with _signals_deferred(), contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_container(container.id, force=True, v=True)
+
+    def remove_labelled(self, filters: Mapping[str, str], *, keep: bool = False) -> int:
+        """Remove every container, network and volume matching label ``filters``.
+
+        Returns how many containers were removed. ``keep=True`` spares those labelled keep.
+        """
+        label_filter = [f"{k}={v}" if v else k for k, v in filters.items()]
+        removed = 0
+        with _signals_deferred():
+            for item in self.client.api.containers(all=True, filters={"label": label_filter}):
+                if keep and LABEL_KEEP in (item.get("Labels") or {}):
+                    continue
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    self.client.api.remove_container(item["Id"], force=True, v=True)
+                    removed += 1
+            for net in self.client.api.networks(filters={"label": label_filter}):
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    self.client.api.remove_network(net["Id"])
+            volumes = self.client.api.volumes(filters={"label": label_filter}) or {}
+            for vol in volumes.get("Volumes") or []:
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    self.client.api.remove_volume(vol["Name"], force=True)
+        return removed
+
+    def cleanup(self, *, whole_session: bool = False) -> int:
+        """Remove what this process created, unless ``--keep-containers`` was given.
+
+        ``whole_session=True`` removes what every process of the session created: the xdist
+        controller does this once its workers are done, so a killed worker leaves nothing.
+        """
+        if self.keep_containers:
+            return 0
+        filters = {LABEL_SESSION: self.session_id}
+        if not whole_session:
+            filters[LABEL_PID] = str(os.getpid())
+        return self.remove_labelled(filters)
+
+    def sweep_stale(self) -> int:
+        """Remove leftovers of crashed sessions: ours (this host), whose process is gone."""
+        pids: dict[str, list[str]] = {}
+        for item in self.client.api.containers(all=True, filters={"label": [LABEL_SESSION]}):
+            labels = item.get("Labels") or {}
+            if labels.get(LABEL_HOST) != self.host or LABEL_KEEP in labels:
+                continue
+            if labels.get(LABEL_SESSION) != self.session_id:
+                pids.setdefault(labels[LABEL_SESSION], []).append(labels.get(LABEL_PID, ""))
+        stale = [
+            session
+            for session, session_pids in pids.items()
+            if not any(p.isdigit() and _pid_alive(int(p)) for p in session_pids)
+        ]
+        return sum(self.remove_labelled({LABEL_SESSION: s}, keep=True) for s in stale)
+
+
+def _port_key(port: int | str) -> str:
+    text = str(port)
+    return text if "/" in text else f"{text}/tcp"

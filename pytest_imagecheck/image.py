@@ -1,0 +1,267 @@
+"""The image under test as plain facts, read from the engine's inspect data.
+
+Facts are attributes, so tests can use plain ``assert``::
+
+    assert image.user == "autovoice"
+    assert image.healthcheck.interval <= timedelta(seconds=30)
+    assert "5000/tcp" in image.exposed_ports
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import tarfile
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import docker.errors
+
+from .errors import ImageCheckError
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+#: What the engine uses when a HEALTHCHECK leaves a value unset (``docker run --help``).
+HEALTHCHECK_DEFAULTS: dict[str, Any] = {
+    "interval": timedelta(seconds=30),
+    "timeout": timedelta(seconds=30),
+    "start_period": timedelta(0),
+    "retries": 3,
+}
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    """The image's HEALTHCHECK, with the engine's defaults filled in where it sets none.
+
+    ``defaults`` names the fields that came from the engine's defaults, not the image.
+    """
+
+    test: tuple[str, ...]
+    interval: timedelta
+    timeout: timedelta
+    start_period: timedelta
+    retries: int
+    defaults: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None) -> Healthcheck | None:
+        """Build from ``Config.Healthcheck``; ``None`` when absent or ``HEALTHCHECK NONE``."""
+        if not config or not config.get("Test") or config["Test"][0] == "NONE":
+            return None
+        values: dict[str, Any] = {}
+        defaults = set()
+        for name, key in (
+            ("interval", "Interval"),
+            ("timeout", "Timeout"),
+            ("start_period", "StartPeriod"),
+            ("retries", "Retries"),
+        ):
+            raw = config.get(key) or 0
+            if not raw:
+                values[name] = HEALTHCHECK_DEFAULTS[name]
+                defaults.add(name)
+            elif name == "retries":
+                values[name] = int(raw)
+            else:
+                values[name] = timedelta(microseconds=int(raw) / 1000)
+        return cls(test=tuple(config["Test"]), defaults=frozenset(defaults), **values)
+
+    @property
+    def command(self) -> str:
+        """The probe as one line: ``curl -f http://localhost:5000/health``."""
+        return " ".join(self.test[1:])
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One step of the image's history, in build order, as ``docker history`` shows it.
+
+    ``size`` is 0 for steps that only change metadata (ENV, LABEL, CMD, ...).
+    """
+
+    index: int
+    size: int
+    created_by: str
+    created: int
+    id: str | None = None
+    comment: str = ""
+
+    @property
+    def instruction(self) -> str:
+        """The Dockerfile instruction that made this step, without the builder's prefixes."""
+        text = self.created_by
+        for prefix in ("/bin/sh -c #(nop) ", "|"):
+            if text.startswith(prefix):
+                text = text[len(prefix) :]
+        if text.startswith("/bin/sh -c "):
+            return "RUN " + text.removeprefix("/bin/sh -c ")
+        return text.strip()
+
+
+@dataclass(frozen=True)
+class ImageUnderTest:
+    """An image on the engine, as facts.
+
+    ``attrs`` is the engine's raw inspect document; everything else is read from it.
+    """
+
+    attrs: dict[str, Any]
+    history: list[dict[str, Any]] = field(repr=False)
+    ref: str = ""
+    engine: Engine | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def _config(self) -> dict[str, Any]:
+        return self.attrs.get("Config") or {}
+
+    @property
+    def id(self) -> str:
+        """The image ID, ``sha256:...``."""
+        return str(self.attrs["Id"])
+
+    @property
+    def short_id(self) -> str:
+        """The first 12 hex digits of the ID, as ``docker images`` shows it."""
+        return self.id.removeprefix("sha256:")[:12]
+
+    @property
+    def tags(self) -> list[str]:
+        """The image's tags (``RepoTags``)."""
+        return list(self.attrs.get("RepoTags") or [])
+
+    @property
+    def repo_digests(self) -> list[str]:
+        """``name@sha256:...`` for each registry the image was pushed to or pulled from."""
+        return list(self.attrs.get("RepoDigests") or [])
+
+    @property
+    def digest(self) -> str | None:
+        """The registry digest (``sha256:...``) of the first repo digest, if any."""
+        return self.repo_digests[0].split("@", 1)[1] if self.repo_digests else None
+
+    @property
+    def user(self) -> str:
+        """``Config.User`` as written in the image (``""`` when unset, which means root)."""
+        return str(self._config.get("User") or "")
+
+    @property
+    def env(self) -> dict[str, str]:
+        """``Config.Env`` as a dict."""
+        pairs = (item.partition("=") for item in self._config.get("Env") or [])
+        return {key: value for key, _, value in pairs}
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """``Config.Labels``."""
+        return dict(self._config.get("Labels") or {})
+
+    @property
+    def exposed_ports(self) -> list[str]:
+        """Exposed ports as ``"5000/tcp"``, sorted by number."""
+        ports = list(self._config.get("ExposedPorts") or {})
+        return sorted(ports, key=lambda p: (int(p.split("/")[0]), p))
+
+    @property
+    def entrypoint(self) -> list[str] | None:
+        """``Config.Entrypoint``."""
+        value = self._config.get("Entrypoint")
+        return list(value) if value else None
+
+    @property
+    def cmd(self) -> list[str] | None:
+        """``Config.Cmd``."""
+        value = self._config.get("Cmd")
+        return list(value) if value else None
+
+    @property
+    def workdir(self) -> str:
+        """``Config.WorkingDir`` (``""`` when unset, which means ``/``)."""
+        return str(self._config.get("WorkingDir") or "")
+
+    @property
+    def healthcheck(self) -> Healthcheck | None:
+        """The HEALTHCHECK, or ``None`` when there is none or it is ``HEALTHCHECK NONE``."""
+        return Healthcheck.from_config(self._config.get("Healthcheck"))
+
+    @property
+    def healthcheck_disabled(self) -> bool:
+        """True when the image says ``HEALTHCHECK NONE``."""
+        test = (self._config.get("Healthcheck") or {}).get("Test") or []
+        return bool(test) and test[0] == "NONE"
+
+    @property
+    def size(self) -> int:
+        """Uncompressed size in bytes, as ``docker images`` reports it."""
+        return int(self.attrs.get("Size") or 0)
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The history steps in build order (oldest first), each with size and instruction."""
+        return [
+            Layer(
+                index=i,
+                size=int(entry.get("Size") or 0),
+                created_by=str(entry.get("CreatedBy") or ""),
+                created=int(entry.get("Created") or 0),
+                id=entry.get("Id") if entry.get("Id") not in (None, "<missing>") else None,
+                comment=str(entry.get("Comment") or ""),
+            )
+            for i, entry in enumerate(reversed(self.history))
+        ]
+
+    @property
+    def diff_ids(self) -> list[str]:
+        """The filesystem layers' content digests (``RootFS.Layers``), base first."""
+        return list((self.attrs.get("RootFS") or {}).get("Layers") or [])
+
+    @property
+    def architecture(self) -> str:
+        """CPU architecture, e.g. ``amd64``."""
+        return str(self.attrs.get("Architecture") or "")
+
+    @property
+    def os(self) -> str:
+        """Operating system, e.g. ``linux``."""
+        return str(self.attrs.get("Os") or "")
+
+    @property
+    def created(self) -> str:
+        """When the image was built (RFC 3339)."""
+        return str(self.attrs.get("Created") or "")
+
+    def read_file(self, path: str) -> bytes:
+        """Read one file from the image's filesystem without running anything in it.
+
+        Works for images without a shell: a container is created, never started, read with
+        the engine's archive API, and removed.
+        """
+        if self.engine is None:
+            raise ImageCheckError(f"cannot read {path} from {self.ref}: no engine attached")
+        container = self.engine.create(self.id, command=["/"], entrypoint=[])
+        try:
+            return read_archive_file(container, path, owner=self.ref)
+        finally:
+            self.engine.remove(container)
+
+
+def read_archive_file(container: Any, path: str, *, owner: str, _depth: int = 0) -> bytes:
+    """Read ``path`` from a docker-py container (running or not) through the archive API.
+
+    Symbolic links are followed inside the container's filesystem, as ``cat`` would.
+    """
+    try:
+        stream, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        raise FileNotFoundError(f"{path} does not exist in {owner}") from None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.next()
+        if member is not None and member.issym() and _depth < 16:
+            target = posixpath.join(posixpath.dirname(path), member.linkname)
+            return read_archive_file(container, target, owner=owner, _depth=_depth + 1)
+        extracted = tar.extractfile(member) if member is not None and member.isfile() else None
+        if extracted is None:
+            raise IsADirectoryError(f"{path} in {owner} is not a regular file")
+        return extracted.read()

@@ -1,0 +1,406 @@
+"""pytest wiring: options and ini keys, fixtures, and the hooks that clean up and report.
+
+Domain logic lives in the modules this one imports; nothing here knows how an image is
+inspected or a container started.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import docker
+import pytest
+
+from .build import BuildSpec, build_image, build_once, parse_build_arg
+from .container import LOG_TAIL_LINES, RunningContainer
+from .dockerfile import Dockerfile
+from .engine import (
+    LABEL_SESSION,
+    LABEL_TEST,
+    Engine,
+    check_reference,
+    connect,
+    new_session_id,
+    parse_gpus,
+)
+from .errors import GpuUnavailable, ImageCheckError
+from .image import ImageUnderTest
+
+_SETTINGS = pytest.StashKey["Settings"]()
+_STATE = pytest.StashKey["_State"]()
+_USED = pytest.StashKey[list[RunningContainer]]()
+
+# (option, ini key, help); ini keys are the options' names with imagecheck_ and underscores.
+_OPTIONS: list[tuple[str, str, str]] = [
+    ("--image", "string", "image under test: NAME[:TAG], NAME@sha256:..., or an image ID"),
+    ("--build-context", "string", "build the image under test from this directory"),
+    ("--dockerfile", "string", "the Dockerfile to build, or to check when testing --image"),
+    ("--build-arg", "linelist", "KEY=VALUE build argument (repeatable)"),
+    ("--target", "string", "the Dockerfile stage to build"),
+    ("--gpus", "string", "give containers GPUs as docker run --gpus does: all, N, device=0,1"),
+    ("--keep-containers", "bool", "leave containers running after the session, for debugging"),
+    ("--require-gpu", "bool", "fail, instead of skipping, when --gpus cannot be honoured"),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the ``imagecheck`` option group and an ini key for each option."""
+    group = parser.getgroup("imagecheck", "container image acceptance checks (pytest-imagecheck)")
+    for option, kind, help_text in _OPTIONS:
+        dest = "imagecheck_" + option.lstrip("-").replace("-", "_")
+        if kind == "bool":
+            group.addoption(option, action="store_true", default=None, dest=dest, help=help_text)
+        elif kind == "linelist":
+            group.addoption(option, action="append", default=None, dest=dest, help=help_text)
+        else:
+            group.addoption(option, default=None, dest=dest, help=help_text)
+        parser.addini(dest + ("s" if kind == "linelist" else ""), help_text, type=kind)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The options of this run, resolved from the command line, then the ini file."""
+
+    image: str | None = None
+    build: BuildSpec | None = None
+    dockerfile: Path | None = None
+    gpus: str | None = None
+    keep_containers: bool = False
+    require_gpu: bool = False
+    build_args: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def configured(self) -> bool:
+        """Whether the run names an image to test or to build."""
+        return bool(self.image or self.build)
+
+
+def _setting(config: pytest.Config, option: str, kind: str) -> Any:
+    dest = "imagecheck_" + option.lstrip("-").replace("-", "_")
+    value = config.getoption(dest)
+    if value is not None:
+        return value, Path.cwd()
+    ini_value = config.getini(dest + ("s" if kind == "linelist" else ""))
+    base = config.inipath.parent if config.inipath else config.rootpath
+    return (ini_value or None), base
+
+
+def _resolve_settings(config: pytest.Config) -> Settings:
+    values = {option: _setting(config, option, kind) for option, kind, _ in _OPTIONS}
+
+    def path(option: str) -> Path | None:
+        value, base = values[option]
+        return (base / value).resolve() if value else None
+
+    image = values["--image"][0]
+    if image:
+        check_reference(image)
+    gpus = values["--gpus"][0]
+    if gpus:
+        parse_gpus(gpus)
+    build_args = dict(parse_build_arg(arg) for arg in values["--build-arg"][0] or [])
+    context, dockerfile = path("--build-context"), path("--dockerfile")
+    build = None
+    if context is not None:
+        build = BuildSpec(
+            context=context,
+            dockerfile=dockerfile,
+            build_args=build_args,
+            target=values["--target"][0],
+            tag=image,
+        )
+        if not context.is_dir():
+            build.validate()  # raises the one-line error for a context that is not a folder
+    return Settings(
+        image=image,
+        build=build,
+        dockerfile=dockerfile,
+        gpus=gpus,
+        keep_containers=bool(values["--keep-containers"][0]),
+        require_gpu=bool(values["--require-gpu"][0]),
+        build_args=build_args,
+    )
+
+
+class _State:
+    """Per-process state: the session id and the engine, connected on first use."""
+
+    def __init__(self, config: pytest.Config, settings: Settings, session_id: str) -> None:
+        self.config = config
+        self.settings = settings
+        self.session_id = session_id
+        self._engine: Engine | None = None
+        self.workers_used_engine = False
+
+    @property
+    def connected(self) -> bool:
+        return self._engine is not None
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            engine = Engine(
+                connect(), self.session_id, keep_containers=self.settings.keep_containers
+            )
+            engine.sweep_stale()
+            # Last resort when a second Ctrl-C lands in the middle of fixture teardown.
+            atexit.register(self.cleanup)
+            self._engine = engine
+        return self._engine
+
+    def cleanup(self) -> None:
+        """Remove this process's containers; runs at session end, or at exit if that failed."""
+        if self._engine is not None:
+            atexit.unregister(self.cleanup)
+            with contextlib.suppress(docker.errors.DockerException):
+                self._engine.cleanup()
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+class _XdistController:
+    """Hooks for the pytest-xdist controller: hand the session id to workers, sweep after."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["imagecheck_session"] = self.state.session_id
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        output = getattr(node, "workeroutput", {}) or {}
+        if error is not None or output.get("imagecheck_engine_used"):
+            self.state.workers_used_engine = True
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Resolve the options (a bad one is a one-line usage error) and set up the session."""
+    config.addinivalue_line("markers", "gpu: the test needs GPUs (skips when none can be given)")
+    try:
+        settings = _resolve_settings(config)
+    except ImageCheckError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if _is_worker(config):
+        session_id = config.workerinput.get("imagecheck_session") or new_session_id()
+    else:
+        session_id = new_session_id()
+    state = _State(config, settings, session_id)
+    config.stash[_SETTINGS] = settings
+    config.stash[_STATE] = state
+    if config.pluginmanager.hasplugin("xdist") and not _is_worker(config):
+        config.pluginmanager.register(_XdistController(state), "imagecheck-xdist")
+    # pytest turns SIGINT into KeyboardInterrupt and still tears fixtures down; do the same
+    # for SIGTERM (CI cancelling a job) so containers are removed then too.
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        config.add_cleanup(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """After fixtures are torn down, remove anything of ours still left on the engine."""
+    state = session.config.stash.get(_STATE, None)
+    if state is None:
+        return
+    if state.connected:
+        state.cleanup()
+        if _is_worker(session.config):
+            session.config.workeroutput["imagecheck_engine_used"] = True
+    elif state.workers_used_engine and state.settings.configured:
+        with contextlib.suppress(ImageCheckError, docker.errors.DockerException):
+            state.engine().cleanup(whole_session=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """With ``--keep-containers``, say which containers were left and how to remove them."""
+    state = config.stash.get(_STATE, None)
+    if state is None or not state.settings.keep_containers or not state.connected:
+        return
+    terminalreporter.write_sep("-", "pytest-imagecheck kept its containers")
+    label = f"label={LABEL_SESSION}={state.session_id}"
+    terminalreporter.write_line(f"list them:   docker ps -a --filter {label}")
+    terminalreporter.write_line(f"remove them: docker rm -f $(docker ps -aq --filter {label})")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the log tail of every container a failing test used to its report."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    used = list(item.stash.get(_USED, []))
+    session_container = getattr(item, "funcargs", {}).get("container")
+    if isinstance(session_container, RunningContainer):
+        used.insert(0, session_container)
+    for container in used:
+        with contextlib.suppress(Exception):
+            tail = container.logs(tail=LOG_TAIL_LINES)
+            report.sections.append(
+                (f"imagecheck: {container.name} logs (last {LOG_TAIL_LINES} lines)", tail)
+            )
+
+
+@contextlib.contextmanager
+def _errors_as_failures(settings: Settings | None = None) -> Iterator[None]:
+    """Turn our one-line errors into pytest failures without a traceback."""
+    try:
+        yield
+    except GpuUnavailable as exc:
+        if settings is not None and settings.require_gpu:
+            pytest.fail(f"{exc} (--require-gpu)", pytrace=False)
+        pytest.skip(str(exc))
+    except ImageCheckError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _progress(config: pytest.Config) -> Callable[[str], None]:
+    """Print build progress as it happens, past pytest's output capture.
+
+    xdist workers have no terminal of their own; their stderr reaches the controller's.
+    """
+    capman = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    worker = config.workerinput.get("workerid") if _is_worker(config) else None
+
+    def write(line: str) -> None:
+        suspended = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
+        with suspended:
+            if worker is not None:
+                print(f"[imagecheck {worker}] {line}", file=sys.stderr, flush=True)
+            elif reporter is not None:
+                reporter.write_line(f"[imagecheck] {line}")
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def imagecheck_engine(pytestconfig: pytest.Config) -> Engine:
+    """The Docker engine of this session: labels, runs and removes the plugin's containers.
+
+    Connected on first use from ``DOCKER_HOST`` or the local socket; an unreachable engine
+    is one error that says how to start one.
+    """
+    with _errors_as_failures():
+        return pytestconfig.stash[_STATE].engine()
+
+
+@pytest.fixture(scope="session")
+def docker_client(imagecheck_engine: Engine) -> docker.DockerClient:
+    """A docker-py client for the engine under test (``DOCKER_HOST``, else the local socket)."""
+    return imagecheck_engine.client
+
+
+@pytest.fixture(scope="session")
+def image(
+    pytestconfig: pytest.Config,
+    imagecheck_engine: Engine,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ImageUnderTest:
+    """The image under test, as facts: ``image.user``, ``image.healthcheck``, ``image.size``...
+
+    Named by ``--image`` (or ini ``imagecheck_image``), or built once per session from
+    ``--build-context`` (tagged with ``--image`` when both are given). Under pytest-xdist the
+    workers share one build.
+    """
+    settings = pytestconfig.stash[_SETTINGS]
+    with _errors_as_failures():
+        if settings.build is not None:
+            spec = settings.build
+            basetemp = tmp_path_factory.getbasetemp()
+            shared = basetemp.parent if _is_worker(pytestconfig) else basetemp
+            image_id = build_once(
+                spec,
+                shared,
+                lambda: build_image(
+                    spec,
+                    imagecheck_engine.client,
+                    progress=_progress(pytestconfig),
+                    verbose=pytestconfig.get_verbosity() > 1,
+                ),
+            )
+            found = imagecheck_engine.image(image_id)
+            return ImageUnderTest(
+                attrs=found.attrs, history=found.history, ref=spec.image_tag, engine=found.engine
+            )
+        if settings.image:
+            return imagecheck_engine.image(settings.image)
+        raise ImageCheckError(
+            "no image under test: pass --image REF to test an image, or --build-context DIR "
+            "to build one (or set imagecheck_image in the ini file)"
+        )
+
+
+@pytest.fixture(scope="session")
+def container(
+    pytestconfig: pytest.Config, image: ImageUnderTest, imagecheck_engine: Engine
+) -> Iterator[RunningContainer]:
+    """One running container of ``image``, shared by the whole session.
+
+    Every exposed port is published on 127.0.0.1 at a free port (``container.url(5000,
+    "/health")``), ``--gpus`` is applied, and the container is removed at the end.
+    """
+    settings = pytestconfig.stash[_SETTINGS]
+    with _errors_as_failures(settings):
+        running = imagecheck_engine.run(image, gpus=settings.gpus)
+    yield running
+    imagecheck_engine.remove(running)
+
+
+@pytest.fixture
+def run_container(
+    request: pytest.FixtureRequest, image: ImageUnderTest, imagecheck_engine: Engine
+) -> Iterator[Callable[..., RunningContainer]]:
+    """A factory for containers with their own run options, removed when the test ends.
+
+    ``run_container(image=None, *, command=None, entrypoint=None, env=None, user=None, ports=None,
+    read_only=False, tmpfs=None, cap_drop=None, security_opt=None, gpus=None)``; ``image``
+    defaults to the image under test, and can be another ``ImageUnderTest`` or a reference.
+    """
+    settings = request.config.stash[_SETTINGS]
+    started: list[RunningContainer] = []
+    request.node.stash[_USED] = started
+
+    def run(image_: ImageUnderTest | str | None = None, /, **options: Any) -> RunningContainer:
+        options.setdefault("gpus", None)
+        with _errors_as_failures(settings):
+            target = image_ or image
+            if isinstance(target, str):
+                target = imagecheck_engine.image(target)
+            labels = {LABEL_TEST: request.node.nodeid[:200]}
+            running = imagecheck_engine.run(target, labels=labels, **options)
+        started.append(running)
+        return running
+
+    yield run
+    for running in started:
+        imagecheck_engine.remove(running)
+
+
+@pytest.fixture(scope="session")
+def dockerfile(pytestconfig: pytest.Config) -> Dockerfile:
+    """The parsed Dockerfile: stages, instructions with line numbers, ARGs with build args.
+
+    The one being built, or ``--dockerfile`` when testing a named image; tests that use it
+    skip when neither is known.
+    """
+    settings = pytestconfig.stash[_SETTINGS]
+    with _errors_as_failures():
+        if settings.build is not None:
+            return settings.build.validate()
+        if settings.dockerfile is not None:
+            return Dockerfile.parse(settings.dockerfile, build_args=settings.build_args)
+    pytest.skip("no Dockerfile known: pass --build-context DIR or --dockerfile PATH")

@@ -1,0 +1,132 @@
+"""Every container the plugin creates is removed: pass, fail, error, crash, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from pytest_imagecheck.engine import LABEL_HOST, LABEL_PID, LABEL_SESSION
+from tests.conftest import leftovers, wait_for
+
+SLOW_TEST = """
+from pathlib import Path
+import time
+
+def test_slow(container):
+    Path("started").write_text(container.name)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "outcome"),
+    [
+        ("def test_it(container):\n    assert container.status == 'running'\n", {"passed": 1}),
+        ("def test_it(container):\n    assert container.status == 'paused'\n", {"failed": 1}),
+        (
+            "import pytest\n\n@pytest.fixture\ndef broken(container):\n    raise RuntimeError\n\n"
+            "def test_it(broken):\n    pass\n",
+            {"errors": 1},
+        ),
+        (
+            "def test_it(run_container):\n    run_container()\n    run_container()\n"
+            "    assert False\n",
+            {"failed": 1},
+        ),
+    ],
+    ids=["pass", "fail", "fixture-error", "run_container-fail"],
+)
+def test_no_leftovers_after(pytester, sample_image, client, body, outcome) -> None:
+    pytester.makepyfile(body)
+    pytester.runpytest(f"--image={sample_image}").assert_outcomes(**outcome)
+    assert leftovers(client, os.getpid()) == []
+
+
+def test_session_container_that_exits_at_once_is_reported_and_removed(
+    pytester, busybox, client
+) -> None:
+    context = pytester.mkdir("ctx")
+    (context / "Dockerfile").write_text(
+        f'FROM {busybox}\nENTRYPOINT ["sh", "-c", "echo fatal: no model found; exit 4"]\n'
+    )
+    pytester.makepyfile(
+        """
+        import time
+
+        def test_it(container):
+            time.sleep(1)
+            container.exec("true")
+        """
+    )
+    result = pytester.runpytest(f"--build-context={context}")
+    result.stdout.fnmatch_lines(
+        ["*exited with code 4; last log lines:*", "*fatal: no model found*"]
+    )
+    assert leftovers(client, os.getpid()) == []
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [[signal.SIGINT], [signal.SIGINT, signal.SIGINT], [signal.SIGTERM]],
+    ids=["sigint", "sigint-twice", "sigterm"],
+)
+def test_signals_to_a_running_session_leave_nothing(
+    pytester, inner_pytest, sample_image, client, signals
+) -> None:
+    pytester.makepyfile(SLOW_TEST)
+    run = inner_pytest(f"--image={sample_image}")
+    assert wait_for(lambda: (pytester.path / "started").exists(), timeout=60)
+    assert leftovers(client, run.pid) != []
+    for sig in signals:
+        run.signal(sig)
+        wait_for(lambda: False, timeout=0.2)
+    code, output = run.finish()
+    assert code != 0
+    assert leftovers(client, run.pid) == [], output
+
+
+def test_a_crashed_sessions_leftovers_are_swept_but_a_live_ones_are_not(
+    pytester, sample_image, client
+) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    host = __import__("socket").gethostname()
+
+    def make(pid: int, session: str):
+        return client.containers.create(
+            sample_image,
+            labels={LABEL_SESSION: session, LABEL_PID: str(pid), LABEL_HOST: host},
+        )
+
+    crashed = make(int(dead.stdout), "crashed00001")
+    alive = make(os.getpid(), "alive0000001")
+    try:
+        pytester.makepyfile("def test_it(docker_client):\n    pass\n")
+        pytester.runpytest(f"--image={sample_image}").assert_outcomes(passed=1)
+        names = {c.name for c in client.containers.list(all=True)}
+        assert crashed.name not in names
+        assert alive.name in names
+    finally:
+        alive.remove(force=True)
+
+
+def test_keep_containers_leaves_them_and_says_how_to_remove(pytester, sample_image, client):
+    pytester.makepyfile("def test_it(container):\n    pass\n")
+    result = pytester.runpytest(f"--image={sample_image}", "--keep-containers")
+    result.assert_outcomes(passed=1)
+    kept = leftovers(client, os.getpid())
+    try:
+        assert len(kept) == 1
+        remove = "docker rm -f $(docker ps -aq --filter label=pytest-imagecheck.session="
+        result.stdout.fnmatch_lines([f"*remove them: {remove}*)"])
+    finally:
+        for name in kept:
+            client.containers.get(name).remove(force=True)

@@ -1,0 +1,109 @@
+"""Facts about the image under test, read from a real image on the engine."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from pytest_imagecheck.engine import Engine
+from pytest_imagecheck.errors import ImageNotFound
+
+
+@pytest.fixture(scope="module")
+def engine(client) -> Engine:
+    return Engine(client, "tests-image")
+
+
+def test_config_facts_are_plain_attributes(engine: Engine, sample_image: str) -> None:
+    image = engine.image(sample_image)
+    assert image.ref == sample_image
+    assert image.id.startswith("sha256:")
+    assert sample_image in image.tags
+    assert image.user == "svc"
+    assert image.env["APP_ENV"] == "prod"
+    assert image.env["GREETING"] == "hello world"
+    assert image.labels == {"org.opencontainers.image.title": "sample"}
+    assert image.exposed_ports == ["8080/tcp"]
+    assert image.entrypoint == ["httpd", "-f", "-vv", "-p", "8080", "-h", "/srv/www"]
+    assert image.cmd is None
+    assert image.workdir == "/srv"
+    assert image.architecture == "amd64"
+    assert image.os == "linux"
+    assert image.attrs["Config"]["User"] == "svc"
+
+
+def test_healthcheck_durations_are_timedeltas(engine: Engine, sample_image: str) -> None:
+    health = engine.image(sample_image).healthcheck
+    assert health is not None
+    assert health.interval == timedelta(seconds=2)
+    assert health.timeout == timedelta(seconds=2)
+    assert health.start_period == timedelta(seconds=1)
+    assert health.retries == 2
+    assert health.test[0] == "CMD-SHELL"
+    assert "http://127.0.0.1:8080/" in health.command
+    assert health.defaults == frozenset()
+
+
+def test_healthcheck_defaults_are_filled_in_and_named(engine: Engine, client, busybox) -> None:
+    image_id, _ = client.images.build(
+        fileobj=_dockerfile(f"FROM {busybox}\nHEALTHCHECK CMD true\n"), rm=True
+    )
+    health = engine.image(image_id.id).healthcheck
+    assert health is not None
+    assert health.interval == timedelta(seconds=30)
+    assert health.retries == 3
+    assert health.defaults == {"interval", "timeout", "start_period", "retries"}
+
+
+def test_healthcheck_none_is_none_and_flagged(engine: Engine, client, busybox) -> None:
+    built, _ = client.images.build(fileobj=_dockerfile(f"FROM {busybox}\nHEALTHCHECK NONE\n"))
+    image = engine.image(built.id)
+    assert image.healthcheck is None
+    assert image.healthcheck_disabled
+
+
+def test_size_and_layers_in_build_order(engine: Engine, sample_image: str) -> None:
+    image = engine.image(sample_image)
+    assert image.size > 1_000_000  # the static busybox alone is about 2 MB
+    assert image.layers[0].instruction.startswith("COPY")
+    assert image.layers[0].size > 1_000_000
+    assert image.layers[-1].instruction.startswith("ENTRYPOINT")
+    assert sum(layer.size for layer in image.layers) == image.size
+    assert len(image.diff_ids) >= 3
+
+
+def test_read_file_works_without_a_shell_or_running_the_entrypoint(
+    engine: Engine, sample_image: str, client
+) -> None:
+    image = engine.image(sample_image)
+    assert b"svc:x:1000:1000" in image.read_file("/etc/passwd")
+    assert image.read_file("/srv/www/index.html") == b"<h1>sample</h1>\n"
+    with pytest.raises(FileNotFoundError, match="/nope does not exist in imagecheck-test/sample"):
+        image.read_file("/nope")
+    assert not client.api.containers(
+        all=True, filters={"label": "pytest-imagecheck.session=tests-image"}
+    )
+
+
+def test_read_file_follows_symlinks(engine: Engine, sample_image: str) -> None:
+    # busybox --install -s makes /bin/sh a link to /bin/busybox
+    assert engine.image(sample_image).read_file("/bin/sh")[:4] == b"\x7fELF"
+
+
+def test_missing_image_is_a_clear_error(engine: Engine) -> None:
+    with pytest.raises(ImageNotFound, match="'imagecheck-test/nope:0' not found on the engine"):
+        engine.image("imagecheck-test/nope:0")
+
+
+def test_image_by_id_and_digest_free_reference(engine: Engine, sample_image: str) -> None:
+    image = engine.image(sample_image)
+    assert engine.image(image.short_id).id == image.id
+    assert image.repo_digests == []
+    assert image.digest is None
+
+
+def _dockerfile(text: str):
+    import io
+
+    return io.BytesIO(text.encode())
