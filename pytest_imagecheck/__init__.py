@@ -1,10 +1,14 @@
 """pytest-imagecheck: container image acceptance tests as ordinary pytest tests.
 
 Fixtures (``image``, ``container``, ``run_container``, ``dockerfile``, ``docker_client``)
-come from the plugin; the classes here are what they return.
+come from the plugin; the classes here are what they return, and the ``assert_*`` checks
+take them.
 """
 
 from .build import BuildSpec
+from .checks.healthcheck import assert_healthcheck
+from .checks.pinning import assert_base_images_pinned, assert_built_from
+from .checks.user import assert_non_root
 from .container import ExecResult, RunningContainer
 from .dockerfile import Dockerfile
 from .engine import Engine
@@ -21,4 +25,8 @@ __all__ = [
     "ImageUnderTest",
     "Layer",
     "RunningContainer",
+    "assert_base_images_pinned",
+    "assert_built_from",
+    "assert_healthcheck",
+    "assert_non_root",
 ]

@@ -146,6 +146,20 @@ class RunningContainer:
             f"{self.log_tail()}"
         )
 
+    @property
+    def init_uid(self) -> int:
+        """The uid PID 1 runs as, from the engine's process table (no shell needed)."""
+        state = self.attrs["State"]
+        if not state.get("Running"):
+            self.ensure_running()
+        table = self._container.top(ps_args="-o pid,uid")
+        columns = [title.upper() for title in table["Titles"]]
+        pid_col, uid_col = columns.index("PID"), columns.index("UID")
+        for row in table["Processes"] or []:
+            if int(row[pid_col]) == state["Pid"]:
+                return int(row[uid_col])
+        raise ContainerFailed(f"PID 1 of {self.name} is not in the engine's process table")
+
     def exec(
         self,
         cmd: str | list[str],

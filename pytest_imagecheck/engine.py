@@ -205,6 +205,13 @@ class Engine:
             raise ImageCheckError(f"cannot inspect image {ref!r}: {exc.explanation}") from None
         return ImageUnderTest(attrs=attrs, history=history, ref=ref, engine=self)
 
+    def save(self, image_id: str) -> Iterator[bytes]:
+        """Stream ``docker save`` of one image, chunk by chunk."""
+        try:
+            yield from self.client.api.get_image(image_id)
+        except docker.errors.APIError as exc:
+            raise ImageCheckError(f"cannot export image {image_id}: {exc.explanation}") from None
+
     def create(self, image: str, **kwargs: Any) -> Any:
         """Create (not start) a labelled container of ``image``; docker-py's keyword arguments."""
         labels = {**self.labels, **kwargs.pop("labels", {})}

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import docker.errors
 
 from .errors import ImageCheckError
+from .layers import KeepContent, LayerContents, read_saved_image
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -231,6 +232,16 @@ class ImageUnderTest:
     def created(self) -> str:
         """When the image was built (RFC 3339)."""
         return str(self.attrs.get("Created") or "")
+
+    def layer_contents(self, keep: KeepContent | None = None) -> list[LayerContents]:
+        """Every filesystem layer's entries and deletions, base first, streamed from the engine.
+
+        Memory stays proportional to the number of files, not their size. ``keep(path, size)``
+        selects small files whose bytes to keep (``LayerContents.contents``).
+        """
+        if self.engine is None:
+            raise ImageCheckError(f"cannot read the layers of {self.ref}: no engine attached")
+        return read_saved_image(self.engine.save(self.id), self.diff_ids, keep=keep)
 
     def read_file(self, path: str) -> bytes:
         """Read one file from the image's filesystem without running anything in it.

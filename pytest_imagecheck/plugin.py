@@ -32,11 +32,14 @@ from .engine import (
     parse_gpus,
 )
 from .errors import GpuUnavailable, ImageCheckError
+from .evidence import Evidence, collecting
 from .image import ImageUnderTest
 
 _SETTINGS = pytest.StashKey["Settings"]()
 _STATE = pytest.StashKey["_State"]()
 _USED = pytest.StashKey[list[RunningContainer]]()
+#: What the checks of a test recorded (for reports).
+EVIDENCE = pytest.StashKey[list[Evidence]]()
 
 # (option, ini key, help); ini keys are the options' names with imagecheck_ and underscores.
 _OPTIONS: list[tuple[str, str, str]] = [
@@ -236,6 +239,15 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 @pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Collect what checks measure during the test; it becomes junit properties."""
+    with collecting() as evidence:
+        yield
+    item.stash[EVIDENCE] = evidence
+    item.user_properties.extend(p for entry in evidence for p in entry.properties())
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Attach the log tail of every container a failing test used to its report."""
     outcome = yield
@@ -309,6 +321,7 @@ def image(
     pytestconfig: pytest.Config,
     imagecheck_engine: Engine,
     tmp_path_factory: pytest.TempPathFactory,
+    record_testsuite_property: Callable[[str, object], None],
 ) -> ImageUnderTest:
     """The image under test, as facts: ``image.user``, ``image.healthcheck``, ``image.size``...
 
@@ -318,30 +331,49 @@ def image(
     """
     settings = pytestconfig.stash[_SETTINGS]
     with _errors_as_failures():
-        if settings.build is not None:
-            spec = settings.build
-            basetemp = tmp_path_factory.getbasetemp()
-            shared = basetemp.parent if _is_worker(pytestconfig) else basetemp
-            image_id = build_once(
+        found = _image_under_test(pytestconfig, settings, imagecheck_engine, tmp_path_factory)
+    for name, value in (
+        ("ref", found.ref),
+        ("id", found.id),
+        ("digest", found.digest),
+        ("size_bytes", found.size),
+        ("created", found.created),
+        ("architecture", found.architecture),
+    ):
+        record_testsuite_property(f"imagecheck.image.{name}", value)
+    return found
+
+
+def _image_under_test(
+    config: pytest.Config,
+    settings: Settings,
+    engine: Engine,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ImageUnderTest:
+    if settings.build is not None:
+        spec = settings.build
+        basetemp = tmp_path_factory.getbasetemp()
+        shared = basetemp.parent if _is_worker(config) else basetemp
+        image_id = build_once(
+            spec,
+            shared,
+            lambda: build_image(
                 spec,
-                shared,
-                lambda: build_image(
-                    spec,
-                    imagecheck_engine.client,
-                    progress=_progress(pytestconfig),
-                    verbose=pytestconfig.get_verbosity() > 1,
-                ),
-            )
-            found = imagecheck_engine.image(image_id)
-            return ImageUnderTest(
-                attrs=found.attrs, history=found.history, ref=spec.image_tag, engine=found.engine
-            )
-        if settings.image:
-            return imagecheck_engine.image(settings.image)
-        raise ImageCheckError(
-            "no image under test: pass --image REF to test an image, or --build-context DIR "
-            "to build one (or set imagecheck_image in the ini file)"
+                engine.client,
+                progress=_progress(config),
+                verbose=config.get_verbosity() > 1,
+            ),
         )
+        built = engine.image(image_id)
+        return ImageUnderTest(
+            attrs=built.attrs, history=built.history, ref=spec.image_tag, engine=engine
+        )
+    if settings.image:
+        return engine.image(settings.image)
+    raise ImageCheckError(
+        "no image under test: pass --image REF to test an image, or --build-context DIR "
+        "to build one (or set imagecheck_image in the ini file)"
+    )
 
 
 @pytest.fixture(scope="session")

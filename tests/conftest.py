@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
+import requests
+import yaml
 
 from pytest_imagecheck.engine import LABEL_PID, LABEL_SESSION, connect
 from tests import images
@@ -40,6 +47,67 @@ def busybox(client: docker.DockerClient, shared_tmp: Path) -> str:
 def sample_image(client: docker.DockerClient, busybox: str) -> str:
     """Tag of ``tests/images/sample``: busybox httpd on 8080 with USER, ENV, HEALTHCHECK..."""
     return images.build(client, images.HERE / "sample", "imagecheck-test/sample:1")
+
+
+@pytest.fixture(scope="session")
+def build_image(client: docker.DockerClient) -> Iterator[Callable[..., str]]:
+    """Build a small image from Dockerfile text: ``build_image("FROM ...", tag=None)``.
+
+    Returns the image ID (or tag when given); images are removed at session end.
+    """
+    made: list[str] = []
+
+    def build(dockerfile: str, tag: str | None = None) -> str:
+        image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+        made.append(tag or image.id)
+        return tag or image.id
+
+    yield build
+    for ref in made:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(ref, force=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real registry (Debian's docker-registry) on 127.0.0.1 at a free port: ``127.0.0.1:PORT``.
+
+    The engine trusts registries on 127.0.0.0/8 over plain HTTP, so push and pull just work.
+    """
+    binary = shutil.which("docker-registry")
+    assert binary, "docker-registry is missing: apt-get install docker-registry"
+    root = tmp_path_factory.mktemp("registry")
+    address = f"127.0.0.1:{_free_port()}"
+    config = {
+        "version": 0.1,
+        "storage": {
+            "filesystem": {"rootdirectory": str(root / "data")},
+            "delete": {"enabled": True},
+        },
+        "http": {"addr": address},
+    }
+    (root / "config.yml").write_text(yaml.safe_dump(config))
+    with open(root / "registry.log", "wb") as log:
+        proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=log)
+    try:
+
+        def answers() -> bool:
+            try:
+                return requests.get(f"http://{address}/v2/", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        assert wait_for(answers, timeout=30), (root / "registry.log").read_text()
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def leftovers(client: docker.DockerClient, pid: int) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -130,3 +131,29 @@ def test_keep_containers_leaves_them_and_says_how_to_remove(pytester, sample_ima
     finally:
         for name in kept:
             client.containers.get(name).remove(force=True)
+
+
+def test_container_whose_start_fails_is_removed(pytester, sample_image, client) -> None:
+    pytester.makepyfile(
+        "def test_it(run_container):\n    run_container(entrypoint=['/no/such/binary'])\n"
+    )
+    result = pytester.runpytest(f"--image={sample_image}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*container of imagecheck-test/sample:1 failed to start:*"])
+    assert "Traceback" not in result.stdout.str()
+    assert leftovers(client, os.getpid()) == []
+
+
+def test_no_leftovers_under_xdist(pytester, sample_image, client) -> None:
+    tag = f"imagecheck-test/xdist-{secrets.token_hex(4)}:1"
+    client.images.get(sample_image).tag(tag)
+    try:
+        for i in range(4):
+            pytester.makepyfile(
+                **{f"test_{i}": "def test_it(container, run_container):\n    run_container()\n"}
+            )
+        result = pytester.runpytest_subprocess(f"--image={tag}", "-n", "2")
+        result.assert_outcomes(passed=4)
+        assert client.containers.list(all=True, filters={"ancestor": tag}) == []
+    finally:
+        client.images.remove(tag)

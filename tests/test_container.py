@@ -166,3 +166,14 @@ def test_require_gpu_turns_the_skip_into_a_failure(pytester, sample_image) -> No
     result = pytester.runpytest(f"--image={sample_image}", "--gpus=all", "--require-gpu")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*cannot give GPUs*(--require-gpu)*"])
+
+
+def test_containers_that_do_not_ask_for_gpus_never_get_them(pytester, sample_image) -> None:
+    pytester.makepyfile(
+        """
+        def test_it(run_container):
+            c = run_container()
+            assert not c.attrs["HostConfig"]["DeviceRequests"]
+        """
+    )
+    pytester.runpytest(f"--image={sample_image}", "--gpus=all").assert_outcomes(passed=1)

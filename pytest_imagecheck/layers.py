@@ -1,0 +1,188 @@
+"""The image's filesystem layers, read by streaming ``docker save`` once.
+
+Nothing is held in memory but the file listing (and, on request, the bytes of a few small
+files), so a 10 GB image is read in constant memory. Each layer is identified by hashing its
+tar as it streams past: the hash is the layer's diff ID, which places it in build order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import posixpath
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import IO, Any
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+
+#: Decides whether to keep a file's bytes while streaming: ``(path, size) -> bool``.
+KeepContent = Callable[[str, int], bool]
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One entry of a layer's tar: a file, directory, link, ..."""
+
+    path: str  # absolute, e.g. "/app/.env"
+    size: int
+    mode: int
+    uid: int
+    gid: int
+    kind: str  # "file", "dir", "symlink", "hardlink", "other"
+    linkname: str = ""
+
+
+@dataclass
+class LayerContents:
+    """What one filesystem layer adds, replaces and deletes."""
+
+    index: int
+    diff_id: str
+    entries: dict[str, FileEntry] = field(default_factory=dict)
+    whiteouts: list[str] = field(default_factory=list)  # paths this layer deletes
+    opaque_dirs: list[str] = field(default_factory=list)  # dirs whose lower contents it hides
+    contents: dict[str, bytes] = field(default_factory=dict)  # kept bytes, by path
+
+    @property
+    def size(self) -> int:
+        """Bytes of regular files in this layer."""
+        return sum(e.size for e in self.entries.values() if e.kind == "file")
+
+
+class _HashingReader:
+    """A read-only stream that hashes what passes through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.digest.update(data)
+        return data
+
+    def drain(self) -> str:
+        while self.read(1 << 20):
+            pass
+        return "sha256:" + self.digest.hexdigest()
+
+
+class _ChunkStream(io.RawIOBase):
+    """A raw stream over an iterator of byte chunks (the engine's ``docker save`` stream)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.isfile():
+        return "file"
+    if member.isdir():
+        return "dir"
+    if member.issym():
+        return "symlink"
+    if member.islnk():
+        return "hardlink"
+    return "other"
+
+
+def read_layer(
+    stream: IO[bytes], index: int, keep: KeepContent | None = None, max_keep: int = 1 << 20
+) -> LayerContents:
+    """Read one layer tar from ``stream`` (consumed to its end to fix its diff ID)."""
+    hashing = _HashingReader(stream)
+    layer = LayerContents(index=index, diff_id="")
+    with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
+        for member in tar:
+            path = "/" + posixpath.normpath(member.name).lstrip("./").lstrip("/")
+            path = "/" if path == "/." else path
+            base = posixpath.basename(path)
+            parent = posixpath.dirname(path)
+            if base == OPAQUE_MARKER:
+                layer.opaque_dirs.append(parent)
+                continue
+            if base.startswith(WHITEOUT_PREFIX):
+                layer.whiteouts.append(posixpath.join(parent, base[len(WHITEOUT_PREFIX) :]))
+                continue
+            entry = FileEntry(
+                path=path,
+                size=member.size if member.isfile() else 0,
+                mode=member.mode,
+                uid=member.uid,
+                gid=member.gid,
+                kind=_kind(member),
+                linkname=member.linkname,
+            )
+            layer.entries[path] = entry
+            wanted = entry.kind == "file" and entry.size <= max_keep
+            if wanted and keep is not None and keep(path, entry.size):
+                extracted = tar.extractfile(member)
+                if extracted is not None:
+                    layer.contents[path] = extracted.read()
+    layer.diff_id = hashing.drain()
+    return layer
+
+
+def read_saved_image(
+    chunks: Iterable[bytes], diff_ids: list[str], keep: KeepContent | None = None
+) -> list[LayerContents]:
+    """Read every layer of a ``docker save`` stream, in build order (``diff_ids``' order).
+
+    Both save layouts are understood: ``<id>/layer.tar`` (engines before 25) and OCI
+    ``blobs/sha256/<digest>``. Layers are placed by the digest of their tar, which is their
+    diff ID, so the manifest, which may come last in the stream, is not needed.
+    """
+    wanted = set(diff_ids)
+    by_digest: dict[str, LayerContents] = {}
+    raw = io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)
+    with tarfile.open(fileobj=raw, mode="r|") as outer:  # type: ignore[call-overload]
+        for member in outer:
+            blob = "sha256:" + posixpath.basename(member.name)
+            is_layer = member.name.endswith("/layer.tar") or (
+                member.name.startswith("blobs/sha256/") and blob in wanted
+            )
+            extracted = outer.extractfile(member) if member.isfile() and is_layer else None
+            if extracted is not None:
+                layer = read_layer(extracted, index=-1, keep=keep)
+                by_digest[layer.diff_id] = layer
+    return [
+        replace(by_digest.get(diff_id) or LayerContents(index, diff_id), index=index)
+        for index, diff_id in enumerate(diff_ids)
+    ]
+
+
+def final_filesystem(layers: list[LayerContents]) -> Iterator[tuple[FileEntry, int]]:
+    """Each entry of the merged filesystem with the index of the layer it comes from."""
+    live: dict[str, tuple[FileEntry, int]] = {}
+    for layer in layers:
+        for path in layer.opaque_dirs:
+            _drop_under(live, path, keep_self=True)
+        for path in layer.whiteouts:
+            _drop_under(live, path, keep_self=False)
+        for path, entry in layer.entries.items():
+            live[path] = (entry, layer.index)
+    yield from live.values()
+
+
+def _drop_under(live: dict[str, Any], path: str, *, keep_self: bool) -> list[Any]:
+    prefix = path.rstrip("/") + "/"
+    doomed = [p for p in live if p.startswith(prefix) or (p == path and not keep_self)]
+    return [live.pop(p) for p in doomed]
