@@ -6,8 +6,11 @@ take them.
 """
 
 from .build import BuildSpec
+from .checks.endpoint import assert_endpoint_ready
+from .checks.health import assert_healthy
 from .checks.healthcheck import assert_healthcheck
 from .checks.pinning import assert_base_images_pinned, assert_built_from
+from .checks.size import assert_size_within, write_size_baseline
 from .checks.user import assert_non_root
 from .container import ExecResult, RunningContainer
 from .dockerfile import Dockerfile
@@ -27,6 +30,10 @@ __all__ = [
     "RunningContainer",
     "assert_base_images_pinned",
     "assert_built_from",
+    "assert_endpoint_ready",
     "assert_healthcheck",
+    "assert_healthy",
     "assert_non_root",
+    "assert_size_within",
+    "write_size_baseline",
 ]

@@ -22,6 +22,15 @@ LOG_TAIL_LINES = 40
 
 
 @dataclass(frozen=True)
+class HealthProbe:
+    """One run of the image's HEALTHCHECK, as the engine logged it."""
+
+    start: str
+    exit_code: int
+    output: str
+
+
+@dataclass(frozen=True)
 class ExecResult:
     """What a command run with :meth:`RunningContainer.exec` returned."""
 
@@ -84,6 +93,17 @@ class RunningContainer:
         return str(health["Status"]) if health else None
 
     @property
+    def health_log(self) -> list[HealthProbe]:
+        """The engine's last health probes (up to five), oldest first."""
+        health = self.attrs["State"].get("Health") or {}
+        return [
+            HealthProbe(
+                str(p.get("Start", "")), int(p.get("ExitCode", -1)), str(p.get("Output", ""))
+            )
+            for p in health.get("Log") or []
+        ]
+
+    @property
     def exit_code(self) -> int | None:
         """The exit code once the container stopped, else ``None``."""
         state = self.attrs["State"]
@@ -131,20 +151,26 @@ class RunningContainer:
         text = self.logs(tail=lines).rstrip()
         return "\n".join("  " + line for line in text.splitlines()) or "  (no output)"
 
-    def ensure_running(self) -> None:
-        """Raise :class:`ContainerFailed` with the exit code and log tail unless running."""
+    def stopped(self) -> str | None:
+        """Why the container is not running (``exited with code 3``), or ``None`` if it is."""
         state = self.attrs["State"]
         if state.get("Running"):
-            return
+            return None
         reason = f"exited with code {state.get('ExitCode')}"
         if state.get("OOMKilled"):
             reason += " (killed: out of memory)"
         if state.get("Error"):
             reason += f" ({state['Error']})"
-        raise ContainerFailed(
-            f"container {self.name} of {self.image.ref} {reason}; last log lines:\n"
-            f"{self.log_tail()}"
-        )
+        return reason
+
+    def ensure_running(self) -> None:
+        """Raise :class:`ContainerFailed` with the exit code and log tail unless running."""
+        reason = self.stopped()
+        if reason is not None:
+            raise ContainerFailed(
+                f"container {self.name} of {self.image.ref} {reason}; last log lines:\n"
+                f"{self.log_tail()}"
+            )
 
     @property
     def init_uid(self) -> int:

@@ -112,8 +112,7 @@ def read_layer(
     layer = LayerContents(index=index, diff_id="")
     with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
         for member in tar:
-            path = "/" + posixpath.normpath(member.name).lstrip("./").lstrip("/")
-            path = "/" if path == "/." else path
+            path = posixpath.normpath("/" + member.name.lstrip("/"))
             base = posixpath.basename(path)
             parent = posixpath.dirname(path)
             if base == OPAQUE_MARKER:

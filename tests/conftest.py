@@ -44,6 +44,12 @@ def busybox(client: docker.DockerClient, shared_tmp: Path) -> str:
 
 
 @pytest.fixture(scope="session")
+def debian(client: docker.DockerClient, shared_tmp: Path) -> str:
+    """Tag of a minimal Debian bookworm with python3, made with debootstrap when missing."""
+    return images.ensure_debian(client, shared_tmp)
+
+
+@pytest.fixture(scope="session")
 def sample_image(client: docker.DockerClient, busybox: str) -> str:
     """Tag of ``tests/images/sample``: busybox httpd on 8080 with USER, ENV, HEALTHCHECK..."""
     return images.build(client, images.HERE / "sample", "imagecheck-test/sample:1")
@@ -108,6 +114,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def service_image(client: docker.DockerClient, debian: str) -> str:
+    """Tag of ``tests/images/service``: a Python service whose readiness the env controls."""
+    return images.build(client, images.HERE / "service", "imagecheck-test/service:1")
 
 
 def leftovers(client: docker.DockerClient, pid: int) -> list[str]:

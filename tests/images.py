@@ -1,6 +1,8 @@
 """Recipes for the small images the tests build locally (no registry is reachable).
 
-``BUSYBOX`` is ``FROM scratch`` plus Debian's static busybox; every test image builds on it.
+``BUSYBOX`` is ``FROM scratch`` plus Debian's static busybox: most test images build on it.
+``DEBIAN`` is a minimal Debian bookworm with python3 (debootstrap, then ``docker import``),
+for services written in Python and programs that need glibc.
 Each is built by the test session when missing and kept on the engine between runs.
 """
 
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -17,6 +20,10 @@ import docker.errors
 HERE = Path(__file__).parent / "images"
 BUSYBOX = "imagecheck-test/busybox:1"
 BUSYBOX_BINARY = Path("/bin/busybox")
+DEBIAN = "imagecheck-test/debian-python:bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# Not needed in a test image; dropping them halves the import.
+DEBIAN_PRUNE = ("var/cache/apt/archives", "usr/share/doc", "usr/share/man", "usr/share/locale")
 
 
 def ensure_busybox(client: docker.DockerClient, lock_dir: Path) -> str:
@@ -40,6 +47,45 @@ def ensure_busybox(client: docker.DockerClient, lock_dir: Path) -> str:
     return BUSYBOX
 
 
+def ensure_debian(client: docker.DockerClient, lock_dir: Path) -> str:
+    """Make ``DEBIAN`` unless the engine has it (about a minute); returns its tag."""
+    with open(lock_dir / "debian.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client.images.get(DEBIAN)
+            return DEBIAN
+        except docker.errors.ImageNotFound:
+            pass
+        if shutil.which("debootstrap") is None:
+            raise RuntimeError("debootstrap is missing: apt-get install debootstrap")
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "root"
+            subprocess.run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    "--include=python3",
+                    "bookworm",
+                    str(root),
+                    DEBIAN_MIRROR,
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            for part in DEBIAN_PRUNE:
+                shutil.rmtree(root / part, ignore_errors=True)
+            tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+            subprocess.run(
+                ["docker", "import", "--change", 'CMD ["python3"]', "-", DEBIAN],
+                stdin=tar.stdout,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            if tar.wait() != 0:
+                raise RuntimeError("tar of the debootstrap root failed")
+    return DEBIAN
+
+
 def build(client: docker.DockerClient, context: Path, tag: str) -> str:
     """Build a test image from ``context`` with docker-py; returns ``tag``."""
     client.images.build(path=str(context), tag=tag, rm=True, forcerm=True)
@@ -50,8 +96,10 @@ def main() -> None:
     """Build the base images the tests and the example project use: ``python -m tests.images``."""
     from pytest_imagecheck.engine import connect
 
+    client = connect()
     with tempfile.TemporaryDirectory() as lock_dir:
-        print(ensure_busybox(connect(), Path(lock_dir)))
+        print(ensure_busybox(client, Path(lock_dir)))
+        print(ensure_debian(client, Path(lock_dir)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,427 @@
+"""Image size: a total budget, a per-layer budget, wasted bytes, and growth over a baseline.
+
+A size baseline is a JSON file written from an accepted image, by
+:func:`write_size_baseline` or ``python -m pytest_imagecheck baseline IMAGE_REF PATH``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeGuard
+
+from ..errors import ImageCheckError
+from ..evidence import record
+from ..units import format_size, parse_size
+
+if TYPE_CHECKING:
+    from ..image import ImageUnderTest, Layer
+    from ..layers import FileEntry, LayerContents
+
+Size = int | float | str
+StrPath = str | os.PathLike[str]
+
+BASELINE_KIND = "pytest-imagecheck size baseline"
+BASELINE_COMMAND = "python -m pytest_imagecheck baseline IMAGE_REF"
+
+_TOP = 5
+_GROWTH = re.compile(r"([+-]?) *([0-9]+(?:\.[0-9]*)?|\.[0-9]+) *%")
+# History steps that never make a filesystem layer, whichever builder wrote them.
+_METADATA = frozenset(
+    [
+        "ARG",
+        "CMD",
+        "ENTRYPOINT",
+        "ENV",
+        "EXPOSE",
+        "HEALTHCHECK",
+        "LABEL",
+        "MAINTAINER",
+        "ONBUILD",
+        "SHELL",
+        "STOPSIGNAL",
+        "USER",
+        "VOLUME",
+        "WORKDIR",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class WastedFile:
+    """A copy of a file that a later layer overwrites or deletes.
+
+    The image still stores its bytes (in layer ``layer_index``) though no container can see
+    them. Layer indexes are positions in ``image.diff_ids`` (``LayerContents.index``).
+    """
+
+    path: str
+    size: int
+    layer_index: int
+    superseded_by: int
+    how: str  # "overwritten", "deleted" or "hidden" (by an opaque directory)
+
+
+@dataclass(frozen=True)
+class SizeBaseline:
+    """An accepted image's size, as stored in a baseline file.
+
+    ``layers`` holds ``(size, instruction)`` for each history step, in build order.
+    """
+
+    image: str
+    id: str
+    size: int
+    layers: tuple[tuple[int, str], ...]
+    written: str
+
+
+def wasted_files(layers: Iterable[LayerContents]) -> list[WastedFile]:
+    """Every superseded copy of a regular file, in the order the layers supersede them.
+
+    A copy is superseded when a later layer writes the same path, deletes it or a directory
+    above it (a ``.wh.`` whiteout), replaces a directory above it with a file, or hides the
+    directory's contents (an opaque ``.wh..wh..opq`` directory). Each copy counts once: a
+    file written in three layers leaves two wasted copies, and the surviving one is not
+    wasted. Empty files are left out. The image's wasted bytes are
+    ``sum(f.size for f in wasted_files(layers))``.
+    """
+    live: dict[str, tuple[FileEntry, int]] = {}
+    # Direct children of each directory path, so a deleted directory costs its subtree only.
+    children: dict[str, set[str]] = {}
+    wasted: list[WastedFile] = []
+
+    def drop(path: str, by: int, how: str) -> None:
+        children.get(posixpath.dirname(path), set()).discard(path)
+        stack = [path]
+        while stack:
+            current = stack.pop()
+            stack.extend(children.pop(current, ()))
+            entry, index = live.pop(current, (None, -1))
+            if entry is not None and entry.kind == "file" and entry.size > 0:
+                wasted.append(WastedFile(current, entry.size, index, by, how))
+
+    for layer in layers:
+        for directory in layer.opaque_dirs:
+            for child in list(children.get(directory, ())):
+                drop(child, layer.index, "hidden")
+        for path in layer.whiteouts:
+            drop(path, layer.index, "deleted")
+        for path, entry in layer.entries.items():
+            old = live.get(path)
+            if old is not None and not (old[0].kind == entry.kind == "dir"):
+                drop(path, layer.index, "overwritten")
+            live[path] = (entry, layer.index)
+            # Link every ancestor too: a tar need not list the directories above a file.
+            while path != "/" and path not in children.setdefault(posixpath.dirname(path), set()):
+                children[posixpath.dirname(path)].add(path)
+                path = posixpath.dirname(path)
+    return wasted
+
+
+def write_size_baseline(image: ImageUnderTest, path: StrPath) -> SizeBaseline:
+    """Write ``image``'s size to the JSON baseline file ``path`` and return what was written.
+
+    The file holds the image reference and ID, its size in bytes, each history step's size
+    and instruction, and when it was written; commit it next to the tests. The command
+    ``python -m pytest_imagecheck baseline IMAGE_REF PATH`` does the same.
+    """
+    baseline = SizeBaseline(
+        image=image.ref or image.id,
+        id=image.id,
+        size=image.size,
+        layers=tuple((step.size, step.instruction) for step in image.layers),
+        written=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    document = {
+        "kind": BASELINE_KIND,
+        "version": 1,
+        "image": baseline.image,
+        "id": baseline.id,
+        "size": baseline.size,
+        "layers": [{"size": size, "instruction": text} for size, text in baseline.layers],
+        "written": baseline.written,
+    }
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        partial.replace(target)  # a reader never sees half a file
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ImageCheckError(f"cannot write size baseline {path}: {exc.strerror}") from None
+    return baseline
+
+
+def read_size_baseline(path: StrPath) -> SizeBaseline:
+    """Read a baseline file written by :func:`write_size_baseline`.
+
+    A missing or unreadable file raises :class:`ImageCheckError` with one line naming the file
+    and the command that writes one. Only ``size`` is required, so a hand-written
+    ``{"size": 2500000000}`` works too.
+    """
+    fix = f"write one with `{BASELINE_COMMAND} {path}` from the image you accept"
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ImageCheckError(f"size baseline {path} does not exist: {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise ImageCheckError(
+            f"size baseline {path} is not valid JSON ({exc.msg} at line {exc.lineno}): {fix}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ImageCheckError(f"size baseline {path} is not UTF-8 text: {fix}") from None
+    except OSError as exc:
+        raise ImageCheckError(f"cannot read size baseline {path}: {exc.strerror}") from None
+    size = document.get("size") if isinstance(document, dict) else None
+    if not _is_count(size):
+        raise ImageCheckError(f'size baseline {path} has no whole-number "size" in bytes: {fix}')
+    layers = document.get("layers") or []
+    if not isinstance(layers, list) or not all(
+        isinstance(step, dict)
+        and _is_count(step.get("size"))
+        and isinstance(step.get("instruction"), str)
+        for step in layers
+    ):
+        raise ImageCheckError(
+            f'size baseline {path} has a malformed "layers" list '
+            f'(each item {{"size": bytes, "instruction": text}}): {fix}'
+        )
+    return SizeBaseline(
+        image=str(document.get("image") or "?"),
+        id=str(document.get("id") or "?"),
+        size=size,
+        layers=tuple((step["size"], step["instruction"]) for step in layers),
+        written=str(document.get("written") or "?"),
+    )
+
+
+def assert_size_within(
+    image: ImageUnderTest,
+    *,
+    total: Size | None = None,
+    layer: Size | None = None,
+    wasted: Size | None = None,
+    baseline: StrPath | None = None,
+    growth: str | None = None,
+    growth_floor: Size = "10MB",
+) -> None:
+    """Assert that ``image`` keeps within each given size budget.
+
+    Budgets are bytes or strings with units: ``"2.5GB"`` (decimal: kB, MB, GB) or
+    ``"512MiB"`` (binary: KiB, MiB, GiB).
+
+    ``total``
+        the image's uncompressed size, as ``docker images`` shows it;
+    ``layer``
+        the largest single layer (history step), which the failure names;
+    ``wasted``
+        bytes of files that a later layer overwrites or deletes (see :func:`wasted_files`);
+        ``0`` is allowed and means no waste at all. Checking it streams ``docker save``
+        of the image once, in memory that grows with the number of files, not their size;
+    ``baseline`` and ``growth``
+        given together: the image may grow over the size in the baseline file by at most
+        ``growth``, a percentage string such as ``"10%"``, or by ``growth_floor``
+        (default 10 MB), whichever is larger, so small images do not fail on noise.
+
+    A failure lists the largest layers with the instruction that made each, and the largest
+    wasted files with the layer that superseded them. The measurements are recorded as
+    evidence (``size_bytes``, ``largest_layer_bytes``, ``wasted_bytes``, ...) whether the
+    check passes or fails.
+    """
+    total_budget = _budget("total", total)
+    layer_budget = _budget("layer", layer)
+    wasted_budget = None if wasted is None else _size("wasted", wasted)
+    growth_fraction = _growth(growth)
+    floor = _size("growth_floor", growth_floor)
+    if (baseline is None) != (growth is None):
+        given, missing = ("baseline", "growth") if growth is None else ("growth", "baseline")
+        raise ImageCheckError(
+            f"assert_size_within: {given}= needs {missing}= too: pass both, e.g. "
+            'baseline="size-baseline.json", growth="10%"'
+        )
+    if total is None and layer is None and wasted is None and baseline is None:
+        raise ImageCheckError(
+            "assert_size_within checks nothing: pass total=, layer=, wasted= "
+            "or baseline= with growth="
+        )
+    accepted = None if baseline is None else read_size_baseline(baseline)
+
+    steps = image.layers
+    largest = max(steps, key=lambda step: step.size, default=None)
+    largest_size = largest.size if largest else 0
+    record(
+        "size",
+        size_bytes=image.size,
+        largest_layer_bytes=largest_size,
+        largest_layer_instruction=_short(largest.instruction) if largest else "none",
+    )
+    problems: list[str] = []
+    sections = [_largest_layers(steps)]
+    if total_budget is not None:
+        record("size", size_budget_bytes=total_budget)
+        if image.size > total_budget:
+            problems.append(
+                f"is {format_size(image.size)}, budget {format_size(total_budget)} (total={total})"
+            )
+    if layer_budget is not None:
+        record("size", layer_budget_bytes=layer_budget)
+        if largest is not None and largest_size > layer_budget:
+            problems.append(
+                f"has a {format_size(largest_size)} layer, budget {format_size(layer_budget)} "
+                f"(layer={layer}), made by {_short(largest.instruction)}"
+            )
+    if wasted_budget is not None:
+        files = wasted_files(image.layer_contents())
+        wasted_bytes = sum(f.size for f in files)
+        record("size", wasted_bytes=wasted_bytes, wasted_budget_bytes=wasted_budget)
+        if wasted_bytes > wasted_budget:
+            problems.append(
+                f"wastes {format_size(wasted_bytes)} on {len(files)} file copies that later "
+                f"layers overwrite or delete, budget {format_size(wasted_budget)} "
+                f"(wasted={wasted})"
+            )
+            sections.append(_wasted_section(files, _steps_by_layer(image)))
+    if accepted is not None and growth_fraction is not None:
+        grew = image.size - accepted.size
+        allowed = max(round(accepted.size * growth_fraction), floor)
+        record(
+            "size",
+            baseline_file=str(baseline),
+            baseline_image=accepted.image,
+            baseline_size_bytes=accepted.size,
+            growth_bytes=grew,
+            growth_allowed_bytes=allowed,
+        )
+        if grew > allowed:
+            percent = f" (+{grew / accepted.size:.1%})" if accepted.size else ""
+            problems.append(
+                f"grew {format_size(grew)}{percent} over its baseline of "
+                f"{format_size(accepted.size)} ({baseline}: {accepted.image} "
+                f"{accepted.id.removeprefix('sha256:')[:12]}, written {accepted.written}), "
+                f"more than the {format_size(allowed)} allowed (growth={growth}: the larger "
+                f"of {growth} of the baseline and growth_floor={growth_floor})"
+            )
+            sections.append(_grown_section(steps, accepted))
+    if problems:
+        name = image.ref or image.short_id
+        raise AssertionError(f"image {name} {'; '.join(problems)}; " + "\n".join(sections))
+
+
+def _size(name: str, value: Size) -> int:
+    try:
+        return parse_size(value)
+    except ImageCheckError as exc:
+        raise ImageCheckError(f"{name}: {exc}") from None
+
+
+def _budget(name: str, value: Size | None) -> int | None:
+    if value is None:
+        return None
+    budget = _size(name, value)
+    if budget == 0:
+        raise ImageCheckError(
+            f"{name}={value} allows 0 bytes, which no image meets: give the largest size "
+            f'you accept, e.g. {name}="2.5GB"'
+        )
+    return budget
+
+
+def _growth(value: object) -> Decimal | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ImageCheckError(
+            f"growth={value!r} is ambiguous (0.1 of the size, or 0.1%?): "
+            'write a percentage string, e.g. growth="10%"'
+        )
+    match = _GROWTH.fullmatch(value.strip())
+    if match is None:
+        raise ImageCheckError(f'bad growth "{value}": write a percentage, e.g. growth="10%"')
+    fraction = Decimal(match[2]) / 100
+    if match[1] == "-" and fraction:
+        raise ImageCheckError(
+            f'growth="{value}" is negative, so even an unchanged image would fail: give the '
+            'growth you accept, e.g. growth="10%" ("0%" allows only growth_floor)'
+        )
+    return fraction
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _short(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _largest_layers(steps: list[Layer]) -> str:
+    biggest = sorted((s for s in steps if s.size), key=lambda s: s.size, reverse=True)[:_TOP]
+    if not biggest:
+        return "largest layers: none (every layer is empty)"
+    lines = [f"  {format_size(s.size):>7}  {_short(s.instruction)}" for s in biggest]
+    return "largest layers:\n" + "\n".join(lines)
+
+
+def _wasted_section(files: list[WastedFile], steps: list[Layer] | None) -> str:
+    def made_by(index: int) -> str:
+        return _short(steps[index].instruction, 60) if steps else f"layer {index}"
+
+    biggest = sorted(files, key=lambda f: f.size, reverse=True)[:_TOP]
+    lines = [
+        f"  {format_size(f.size):>7}  {f.path}  {f.how} by {made_by(f.superseded_by)}"
+        for f in biggest
+    ]
+    return f"largest wasted files ({len(biggest)} of {len(files)}):\n" + "\n".join(lines)
+
+
+def _grown_section(steps: list[Layer], accepted: SizeBaseline) -> str:
+    before: dict[str, list[int]] = {}
+    for size, text in accepted.layers:
+        before.setdefault(text, []).append(size)
+    grown = []
+    for step in steps:
+        sizes = before.get(step.instruction)
+        old = sizes.pop(0) if sizes else None
+        if step.size > (old or 0):
+            label = "new" if old is None else f"was {format_size(old)}"
+            grown.append((step.size - (old or 0), f"{_short(step.instruction)} ({label})"))
+    grown.sort(key=lambda item: item[0], reverse=True)
+    lines = [f"  {'+' + format_size(delta):>8}  {text}" for delta, text in grown[:_TOP]]
+    return "layers new or grown since the baseline:\n" + ("\n".join(lines) or "  none")
+
+
+def _makes_layer(step: Layer, workdir: bool) -> bool:
+    if step.size > 0:
+        return True
+    if step.created_by.startswith("/bin/sh -c #(nop)"):
+        return step.instruction.startswith(("COPY", "ADD"))
+    keyword = step.created_by.split(" ", 1)[0]
+    return keyword not in _METADATA or (workdir and keyword == "WORKDIR")
+
+
+def _steps_by_layer(image: ImageUnderTest) -> list[Layer] | None:
+    """The history step that made each filesystem layer, where it can be told.
+
+    The engine's history does not say which steps made a layer, so this guesses by the
+    builders' conventions (RUN, COPY and ADD make one; BuildKit's WORKDIR may) and keeps
+    the guess only when it accounts for every layer.
+    """
+    count = len(image.diff_ids)
+    steps = image.layers
+    for guess in (
+        [s for s in steps if _makes_layer(s, workdir=False)],
+        [s for s in steps if _makes_layer(s, workdir=True)],
+        [s for s in steps if s.size > 0],
+    ):
+        if len(guess) == count:
+            return guess
+    return None
