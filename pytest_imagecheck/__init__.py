@@ -10,6 +10,7 @@ from .checks.endpoint import assert_endpoint_ready
 from .checks.health import assert_healthy
 from .checks.healthcheck import assert_healthcheck
 from .checks.pinning import assert_base_images_pinned, assert_built_from
+from .checks.secrets import assert_no_secrets
 from .checks.size import assert_size_within, write_size_baseline
 from .checks.user import assert_non_root
 from .container import ExecResult, RunningContainer
@@ -33,6 +34,7 @@ __all__ = [
     "assert_endpoint_ready",
     "assert_healthcheck",
     "assert_healthy",
+    "assert_no_secrets",
     "assert_non_root",
     "assert_size_within",
     "write_size_baseline",

@@ -237,11 +237,14 @@ class ImageUnderTest:
         """Every filesystem layer's entries and deletions, base first, streamed from the engine.
 
         Memory stays proportional to the number of files, not their size. ``keep(path, size)``
-        selects small files whose bytes to keep (``LayerContents.contents``).
+        selects small files whose bytes to keep (``LayerContents.contents``). Each layer's
+        ``step`` indexes :attr:`layers`: the instruction that made it.
         """
         if self.engine is None:
             raise ImageCheckError(f"cannot read the layers of {self.ref}: no engine attached")
-        return read_saved_image(self.engine.save(self.id), self.diff_ids, keep=keep)
+        return read_saved_image(
+            self.engine.save(self.id), self.diff_ids, keep=keep, image_id=self.id
+        )
 
     def read_file(self, path: str) -> bytes:
         """Read one file from the image's filesystem without running anything in it.

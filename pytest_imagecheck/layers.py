@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import posixpath
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +42,8 @@ class LayerContents:
 
     index: int
     diff_id: str
+    #: Index into ``ImageUnderTest.layers`` of the history step that made this layer.
+    step: int | None = None
     entries: dict[str, FileEntry] = field(default_factory=dict)
     whiteouts: list[str] = field(default_factory=list)  # paths this layer deletes
     opaque_dirs: list[str] = field(default_factory=list)  # dirs whose lower contents it hides
@@ -141,30 +144,45 @@ def read_layer(
 
 
 def read_saved_image(
-    chunks: Iterable[bytes], diff_ids: list[str], keep: KeepContent | None = None
+    chunks: Iterable[bytes],
+    diff_ids: list[str],
+    keep: KeepContent | None = None,
+    image_id: str = "",
 ) -> list[LayerContents]:
     """Read every layer of a ``docker save`` stream, in build order (``diff_ids``' order).
 
     Both save layouts are understood: ``<id>/layer.tar`` (engines before 25) and OCI
     ``blobs/sha256/<digest>``. Layers are placed by the digest of their tar, which is their
-    diff ID, so the manifest, which may come last in the stream, is not needed.
+    diff ID, so the manifest, which may come last in the stream, is not needed. The image
+    config (the blob named by ``image_id``) says which history step made each layer: the
+    engine's history API leaves that out.
     """
     wanted = set(diff_ids)
+    config_name = image_id.removeprefix("sha256:")
     by_digest: dict[str, LayerContents] = {}
+    history: list[dict[str, Any]] = []
     raw = io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)
     with tarfile.open(fileobj=raw, mode="r|") as outer:  # type: ignore[call-overload]
         for member in outer:
-            blob = "sha256:" + posixpath.basename(member.name)
+            name = posixpath.basename(member.name)
             is_layer = member.name.endswith("/layer.tar") or (
-                member.name.startswith("blobs/sha256/") and blob in wanted
+                member.name.startswith("blobs/sha256/") and f"sha256:{name}" in wanted
             )
-            extracted = outer.extractfile(member) if member.isfile() and is_layer else None
-            if extracted is not None:
+            is_config = bool(config_name) and name in (config_name, f"{config_name}.json")
+            extracted = outer.extractfile(member) if member.isfile() else None
+            if extracted is None:
+                continue
+            if is_layer:
                 layer = read_layer(extracted, index=-1, keep=keep)
                 by_digest[layer.diff_id] = layer
+            elif is_config:
+                history = json.load(extracted).get("history") or []
+    steps = [i for i, step in enumerate(history) if not step.get("empty_layer")]
+    if len(steps) != len(diff_ids):
+        steps = [None] * len(diff_ids)  # type: ignore[list-item]
     return [
-        replace(by_digest.get(diff_id) or LayerContents(index, diff_id), index=index)
-        for index, diff_id in enumerate(diff_ids)
+        replace(by_digest.get(diff_id) or LayerContents(index, diff_id), index=index, step=step)
+        for index, (diff_id, step) in enumerate(zip(diff_ids, steps, strict=True))
     ]
 
 

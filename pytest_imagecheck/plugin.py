@@ -38,6 +38,7 @@ from .image import ImageUnderTest
 _SETTINGS = pytest.StashKey["Settings"]()
 _STATE = pytest.StashKey["_State"]()
 _USED = pytest.StashKey[list[RunningContainer]]()
+_GPU_USED = pytest.StashKey[bool]()
 #: What the checks of a test recorded (for reports).
 EVIDENCE = pytest.StashKey[list[Evidence]]()
 
@@ -249,9 +250,10 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Attach the log tail of every container a failing test used to its report."""
+    """Judge GPU outcomes, and attach the log tail of every container a failing test used."""
     outcome = yield
     report = outcome.get_result()
+    _judge_gpu(item, call, report)
     if not report.failed:
         return
     used = list(item.stash.get(_USED, []))
@@ -266,15 +268,45 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             )
 
 
+def _judge_gpu(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """A GPU test never passes without a GPU.
+
+    Where the engine cannot give GPUs, a test marked ``gpu`` skips with the engine's reason
+    and any other test errors; ``--require-gpu`` makes both failures. A test marked ``gpu``
+    that passed although none of its containers had GPUs is not a pass either.
+    """
+    settings = item.config.stash[_SETTINGS]
+    marked = item.get_closest_marker("gpu") is not None
+    if settings.gpus and "container" in getattr(item, "funcargs", {}):
+        item.stash[_GPU_USED] = True
+    excinfo = call.excinfo
+    if excinfo is not None and isinstance(excinfo.value, GpuUnavailable):
+        message = str(excinfo.value)
+    elif (
+        marked and report.when == "call" and report.passed and not item.stash.get(_GPU_USED, False)
+    ):
+        message = (
+            "marked gpu, but none of its containers had GPUs: pass --gpus all, or "
+            "run_container(gpus='all')"
+        )
+    else:
+        return
+    if marked and not settings.require_gpu:
+        path, lineno, _ = item.reportinfo()
+        report.outcome = "skipped"
+        report.longrepr = (str(path), (lineno or 0) + 1, f"Skipped: {message}")
+    else:
+        report.outcome = "failed"
+        report.longrepr = message + (" (--require-gpu)" if settings.require_gpu else "")
+
+
 @contextlib.contextmanager
-def _errors_as_failures(settings: Settings | None = None) -> Iterator[None]:
+def _errors_as_failures() -> Iterator[None]:
     """Turn our one-line errors into pytest failures without a traceback."""
     try:
         yield
-    except GpuUnavailable as exc:
-        if settings is not None and settings.require_gpu:
-            pytest.fail(f"{exc} (--require-gpu)", pytrace=False)
-        pytest.skip(str(exc))
+    except GpuUnavailable:
+        raise  # judged per test in pytest_runtest_makereport: skip only where marked gpu
     except ImageCheckError as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -386,7 +418,7 @@ def container(
     "/health")``), ``--gpus`` is applied, and the container is removed at the end.
     """
     settings = pytestconfig.stash[_SETTINGS]
-    with _errors_as_failures(settings):
+    with _errors_as_failures():
         running = imagecheck_engine.run(image, gpus=settings.gpus)
     yield running
     imagecheck_engine.remove(running)
@@ -402,19 +434,20 @@ def run_container(
     read_only=False, tmpfs=None, cap_drop=None, security_opt=None, gpus=None)``; ``image``
     defaults to the image under test, and can be another ``ImageUnderTest`` or a reference.
     """
-    settings = request.config.stash[_SETTINGS]
     started: list[RunningContainer] = []
     request.node.stash[_USED] = started
 
     def run(image_: ImageUnderTest | str | None = None, /, **options: Any) -> RunningContainer:
         options.setdefault("gpus", None)
-        with _errors_as_failures(settings):
+        with _errors_as_failures():
             target = image_ or image
             if isinstance(target, str):
                 target = imagecheck_engine.image(target)
             labels = {LABEL_TEST: request.node.nodeid[:200]}
             running = imagecheck_engine.run(target, labels=labels, **options)
         started.append(running)
+        if options["gpus"]:
+            request.node.stash[_GPU_USED] = True
         return running
 
     yield run

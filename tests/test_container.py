@@ -154,18 +154,46 @@ def test_address_of_unpublished_port_is_a_clear_error(pytester, sample_image) ->
     )
 
 
-def test_gpus_skip_with_the_engines_reason_when_it_has_none(pytester, sample_image) -> None:
-    pytester.makepyfile("def test_gpu(container): pass")
+GPU_TESTS = """
+import pytest
+
+@pytest.mark.gpu
+def test_marked(container):
+    pass
+
+def test_unmarked(container):
+    pass
+"""
+
+
+def test_gpu_tests_skip_with_the_engines_reason_and_others_error(pytester, sample_image) -> None:
+    pytester.makepyfile(GPU_TESTS)
     result = pytester.runpytest(f"--image={sample_image}", "--gpus=all", "-rs")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*the engine cannot give GPUs (--gpus all)*could not select*"])
+    result.assert_outcomes(skipped=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_unmarked*",
+            "the engine cannot give GPUs (--gpus all): could not select device driver*",
+            "SKIPPED * the engine cannot give GPUs (--gpus all)*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
 
 
 def test_require_gpu_turns_the_skip_into_a_failure(pytester, sample_image) -> None:
-    pytester.makepyfile("def test_gpu(container): pass")
+    pytester.makepyfile(GPU_TESTS)
     result = pytester.runpytest(f"--image={sample_image}", "--gpus=all", "--require-gpu")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*cannot give GPUs*(--require-gpu)*"])
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*cannot give GPUs*(--require-gpu)"])
+
+
+def test_gpu_test_that_ran_without_gpus_is_never_a_pass(pytester, sample_image) -> None:
+    pytester.makepyfile(GPU_TESTS)
+    result = pytester.runpytest(f"--image={sample_image}", "-rs")
+    result.assert_outcomes(skipped=1, passed=1)
+    result.stdout.fnmatch_lines(["SKIPPED * marked gpu, but none of its containers had GPUs*"])
+    result = pytester.runpytest(f"--image={sample_image}", "--require-gpu", "-k", "test_marked")
+    result.assert_outcomes(failed=1)
 
 
 def test_containers_that_do_not_ask_for_gpus_never_get_them(pytester, sample_image) -> None:

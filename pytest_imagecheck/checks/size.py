@@ -33,25 +33,6 @@ BASELINE_COMMAND = "python -m pytest_imagecheck baseline IMAGE_REF"
 
 _TOP = 5
 _GROWTH = re.compile(r"([+-]?) *([0-9]+(?:\.[0-9]*)?|\.[0-9]+) *%")
-# History steps that never make a filesystem layer, whichever builder wrote them.
-_METADATA = frozenset(
-    [
-        "ARG",
-        "CMD",
-        "ENTRYPOINT",
-        "ENV",
-        "EXPOSE",
-        "HEALTHCHECK",
-        "LABEL",
-        "MAINTAINER",
-        "ONBUILD",
-        "SHELL",
-        "STOPSIGNAL",
-        "USER",
-        "VOLUME",
-        "WORKDIR",
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -279,7 +260,8 @@ def assert_size_within(
                 f"(layer={layer}), made by {_short(largest.instruction)}"
             )
     if wasted_budget is not None:
-        files = wasted_files(image.layer_contents())
+        layers = image.layer_contents()
+        files = wasted_files(layers)
         wasted_bytes = sum(f.size for f in files)
         record("size", wasted_bytes=wasted_bytes, wasted_budget_bytes=wasted_budget)
         if wasted_bytes > wasted_budget:
@@ -288,7 +270,7 @@ def assert_size_within(
                 f"layers overwrite or delete, budget {format_size(wasted_budget)} "
                 f"(wasted={wasted})"
             )
-            sections.append(_wasted_section(files, _steps_by_layer(image)))
+            sections.append(_wasted_section(files, layers, steps))
     if accepted is not None and growth_fraction is not None:
         grew = image.size - accepted.size
         allowed = max(round(accepted.size * growth_fraction), floor)
@@ -371,9 +353,12 @@ def _largest_layers(steps: list[Layer]) -> str:
     return "largest layers:\n" + "\n".join(lines)
 
 
-def _wasted_section(files: list[WastedFile], steps: list[Layer] | None) -> str:
+def _wasted_section(
+    files: list[WastedFile], layers: list[LayerContents], steps: list[Layer]
+) -> str:
     def made_by(index: int) -> str:
-        return _short(steps[index].instruction, 60) if steps else f"layer {index}"
+        step = layers[index].step
+        return _short(steps[step].instruction, 60) if step is not None else f"layer {index}"
 
     biggest = sorted(files, key=lambda f: f.size, reverse=True)[:_TOP]
     lines = [
@@ -397,31 +382,3 @@ def _grown_section(steps: list[Layer], accepted: SizeBaseline) -> str:
     grown.sort(key=lambda item: item[0], reverse=True)
     lines = [f"  {'+' + format_size(delta):>8}  {text}" for delta, text in grown[:_TOP]]
     return "layers new or grown since the baseline:\n" + ("\n".join(lines) or "  none")
-
-
-def _makes_layer(step: Layer, workdir: bool) -> bool:
-    if step.size > 0:
-        return True
-    if step.created_by.startswith("/bin/sh -c #(nop)"):
-        return step.instruction.startswith(("COPY", "ADD"))
-    keyword = step.created_by.split(" ", 1)[0]
-    return keyword not in _METADATA or (workdir and keyword == "WORKDIR")
-
-
-def _steps_by_layer(image: ImageUnderTest) -> list[Layer] | None:
-    """The history step that made each filesystem layer, where it can be told.
-
-    The engine's history does not say which steps made a layer, so this guesses by the
-    builders' conventions (RUN, COPY and ADD make one; BuildKit's WORKDIR may) and keeps
-    the guess only when it accounts for every layer.
-    """
-    count = len(image.diff_ids)
-    steps = image.layers
-    for guess in (
-        [s for s in steps if _makes_layer(s, workdir=False)],
-        [s for s in steps if _makes_layer(s, workdir=True)],
-        [s for s in steps if s.size > 0],
-    ):
-        if len(guess) == count:
-            return guess
-    return None
