@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -92,14 +93,16 @@ def build(client: docker.DockerClient, context: Path, tag: str) -> str:
     return tag
 
 
-def main() -> None:
-    """Build the base images the tests and the example project use: ``python -m tests.images``."""
+def main(argv: list[str] | None = None) -> None:
+    """Build base images by name (default: all): ``python -m tests.images busybox debian``."""
     from pytest_imagecheck.engine import connect
 
+    recipes = {"busybox": ensure_busybox, "debian": ensure_debian}
+    names = (argv if argv is not None else sys.argv[1:]) or list(recipes)
     client = connect()
     with tempfile.TemporaryDirectory() as lock_dir:
-        print(ensure_busybox(client, Path(lock_dir)))
-        print(ensure_debian(client, Path(lock_dir)))
+        for name in names:
+            print(recipes[name](client, Path(lock_dir)))
 
 
 if __name__ == "__main__":

@@ -4,25 +4,30 @@ Run from the repository root:
     pytest --build-context=example_project --image=autovoice:latest example_project/tests
 """
 
-from datetime import timedelta
-
-import requests
-
-
-def test_runs_as_a_named_non_root_user(image):
-    assert image.user == "svc"
-
-
-def test_runs_as_that_user_at_runtime(container):
-    assert container.exec("id -u").stdout.strip() == "1000"
+from pytest_imagecheck import (
+    assert_endpoint_ready,
+    assert_healthcheck,
+    assert_healthy,
+    assert_no_secrets,
+    assert_non_root,
+    assert_size_within,
+)
 
 
-def test_healthcheck_is_configured(image):
-    assert image.healthcheck is not None
-    assert image.healthcheck.interval <= timedelta(seconds=30)
-    assert image.healthcheck.timeout == timedelta(seconds=10)
-    assert image.healthcheck.start_period == timedelta(seconds=40)
-    assert image.healthcheck.retries == 3
+def test_runs_as_non_root(image, container):
+    assert_non_root(image, container=container)
+
+
+def test_healthcheck_is_configured(image, dockerfile):
+    assert_healthcheck(
+        image,
+        interval="<=30s",
+        timeout="10s",
+        start_period="40s",
+        retries=3,
+        test="/health",
+        dockerfile=dockerfile,
+    )
 
 
 def test_exposes_only_the_service_port(image):
@@ -30,10 +35,16 @@ def test_exposes_only_the_service_port(image):
 
 
 def test_health_answers_200(container):
-    answer = requests.get(container.url(5000, "/health"), timeout=5)
-    assert answer.status_code == 200
-    assert answer.json() == {"status": "ok"}
+    assert_endpoint_ready(container, "/health", json={"status": "ok"})
+
+
+def test_engine_reports_healthy(container):
+    assert_healthy(container)
 
 
 def test_image_is_within_its_size_budget(image):
-    assert image.size < 10_000_000
+    assert_size_within(image, total="10MB", wasted="1MB")
+
+
+def test_carries_no_secrets(image):
+    assert_no_secrets(image)
