@@ -137,7 +137,7 @@ class Stage:
         return not self.is_scratch and self.base_stage is None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Dockerfile:
     """A parsed Dockerfile.
 
@@ -157,6 +157,9 @@ class Dockerfile:
     #: declares are left out: Docker does not use them in FROM lines either.
     args: dict[str, str | None]
     build_args: dict[str, str]
+
+    def __repr__(self) -> str:
+        return f"<Dockerfile {self.path}: {len(self.stages)} stages>"
 
     @classmethod
     def parse(
@@ -251,10 +254,14 @@ class Dockerfile:
         )
 
     def location(self, instruction_or_line: Instruction | int) -> str:
-        """``path:line`` for messages, e.g. ``"Dockerfile:12"``."""
+        """``path:line`` for messages, e.g. ``"Dockerfile:12"``, relative to the working directory
+        when the Dockerfile is under it."""
         if isinstance(instruction_or_line, Instruction):
             instruction_or_line = instruction_or_line.line
-        return f"{self.path}:{instruction_or_line}"
+        path = self.path
+        if path.is_absolute() and path.is_relative_to(Path.cwd()):
+            path = path.relative_to(Path.cwd())
+        return f"{path}:{instruction_or_line}"
 
     def instructions_of(self, stage: Stage | str | int) -> tuple[Instruction, ...]:
         """The instructions of a stage, its FROM first."""

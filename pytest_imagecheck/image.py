@@ -102,7 +102,7 @@ class Layer:
         return text.strip()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ImageUnderTest:
     """An image on the engine, as facts.
 
@@ -113,6 +113,9 @@ class ImageUnderTest:
     history: list[dict[str, Any]] = field(repr=False)
     ref: str = ""
     engine: Engine | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return f"<ImageUnderTest {self.ref} {self.short_id}>"
 
     @property
     def _config(self) -> dict[str, Any]:

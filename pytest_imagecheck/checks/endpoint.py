@@ -31,6 +31,8 @@ class Answer:
     body: str
     error: str | None = None
     matches: bool = False
+    #: Set when polling must stop without waiting for the timeout: why.
+    stopped: str | None = None
 
     def describe(self) -> str:
         """``503 {"status": "not_ready"}`` or ``connection refused``."""
@@ -87,18 +89,20 @@ def default_port(container: RunningContainer) -> int | str:
     )
 
 
-def _fail_fast(container: RunningContainer, path: str) -> None:
+def stopped_early(container: RunningContainer, waiting_for: str) -> str | None:
+    """Why waiting for ``waiting_for`` is pointless (the container exited or is unhealthy)."""
     stopped = container.stopped()
     if stopped is not None:
-        raise AssertionError(
-            f"container {container.name} {stopped} before {path} answered; last log lines:\n"
+        return (
+            f"container {container.name} {stopped} before {waiting_for}; last log lines:\n"
             f"{container.log_tail()}"
         )
     if container.health == "unhealthy":
-        raise AssertionError(
-            f"container {container.name} turned unhealthy before {path} answered; "
+        return (
+            f"container {container.name} turned unhealthy before {waiting_for}; "
             f"last probes:\n{probe_lines(container)}"
         )
+    return None
 
 
 def probe_lines(container: RunningContainer, last: int = 3) -> str:
@@ -130,6 +134,7 @@ def assert_endpoint_ready(
     container exits or turns unhealthy, with the exit code and log tail; on timeout, says
     what the last answer was. Returns the matching answer.
     """
+    __tracebackhide__ = True
     if not path.startswith("/"):
         raise ImageCheckError(f"endpoint path {path!r} must start with '/', e.g. '/{path}'")
     wanted = {status} if isinstance(status, int) else set(status)
@@ -142,7 +147,9 @@ def assert_endpoint_ready(
     def poll() -> Answer:
         nonlocal attempts
         attempts += 1
-        _fail_fast(container, path)
+        stopped = stopped_early(container, f"{path} answered")
+        if stopped is not None:
+            return Answer(None, "", stopped=stopped)
         try:
             response = session.get(url, timeout=max(pause.total_seconds(), 2.0))
         except requests.RequestException as exc:
@@ -158,7 +165,7 @@ def assert_endpoint_ready(
     last = tenacity.Retrying(
         stop=tenacity.stop_after_delay(deadline.total_seconds()),
         wait=tenacity.wait_fixed(pause.total_seconds()),
-        retry=tenacity.retry_if_result(lambda answer: not answer.matches),
+        retry=tenacity.retry_if_result(lambda answer: not answer.matches and not answer.stopped),
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
     )(poll)
     waited = timedelta(seconds=round(time.monotonic() - started, 3))
@@ -173,6 +180,8 @@ def assert_endpoint_ready(
         time_to_ready=waited if last and last.matches else None,
         waited=waited,
     )
+    if last is not None and last.stopped:
+        raise AssertionError(last.stopped)
     if last is None or not last.matches:
         expectation = "/".join(map(str, sorted(wanted))) + (
             f" with {jsonlib.dumps(json)}" if json else ""

@@ -38,6 +38,7 @@ def assert_healthy(
     image's own start period, interval, timeout and retries. An image without HEALTHCHECK
     fails at once: the engine would never report health.
     """
+    __tracebackhide__ = True
     health = container.image.healthcheck
     if health is None:
         raise AssertionError(
@@ -47,28 +48,31 @@ def assert_healthy(
     deadline = parse_duration(timeout) if timeout is not None else default_health_timeout(health)
     started = time.monotonic()
 
-    def status() -> str | None:
+    def poll() -> tuple[str | None, str | None]:
+        """The health status, and why to stop waiting early (``None`` to go on)."""
         stopped = container.stopped()
         if stopped is not None:
-            raise AssertionError(
+            return None, (
                 f"container {container.name} {stopped} before it turned healthy; "
                 f"last log lines:\n{container.log_tail()}"
             )
         current = container.health
         if current == "unhealthy":
-            raise AssertionError(
-                f"container {container.name} turned unhealthy "
-                f"(`{health.command}`); last probes:\n{probe_lines(container)}"
+            return current, (
+                f"container {container.name} turned unhealthy (`{health.command}`); "
+                f"last probes:\n{probe_lines(container)}"
             )
-        return current
+        return current, None
 
     try:
-        final = tenacity.Retrying(
+        final, stop = tenacity.Retrying(
             stop=tenacity.stop_after_delay(deadline.total_seconds()),
             wait=tenacity.wait_fixed(min(health.interval.total_seconds(), 0.5)),
-            retry=tenacity.retry_if_result(lambda current: current != "healthy"),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        )(status)
+            retry=tenacity.retry_if_result(lambda result: result[0] != "healthy" and not result[1]),
+            retry_error_callback=lambda state: (
+                state.outcome.result() if state.outcome else (None, None)
+            ),
+        )(poll)
     finally:
         probes = container.health_log
         record(
@@ -78,6 +82,8 @@ def assert_healthy(
             probes=len(probes),
             last_probe_exit_code=probes[-1].exit_code if probes else None,
         )
+    if stop:
+        raise AssertionError(stop)
     if final != "healthy":
         raise AssertionError(
             f"container {container.name} not healthy after {format_duration(deadline)}: "

@@ -54,6 +54,7 @@ def assert_healthcheck(
     is a substring (``str``) or a regular expression (``re.compile(...)``) the probe command
     must contain. With ``dockerfile``, failures point at its HEALTHCHECK line.
     """
+    __tracebackhide__ = True
     health = image.healthcheck
     where = _where(dockerfile)
     if health is None:

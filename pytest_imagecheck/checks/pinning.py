@@ -90,6 +90,7 @@ def assert_base_images_pinned(dockerfile: Dockerfile, *, allow: Iterable[str] = 
     with ``--build-arg`` overrides, are substituted; a reference that stays unresolved fails.
     ``allow`` lists references exempt on purpose (as written or as resolved).
     """
+    __tracebackhide__ = True
     allowed = set(allow)
     references = base_references(dockerfile)
     problems, exempt = [], []
@@ -127,6 +128,7 @@ def assert_built_from(image: ImageUnderTest, base: ImageUnderTest | str) -> None
     the engine. Layer diff IDs are compared, so a pinned FROM that was edited away, or an image
     built on a stale base, fails even when names and tags agree.
     """
+    __tracebackhide__ = True
     if isinstance(base, str):
         if image.engine is None:
             raise ImageCheckError(f"cannot look up base {base!r}: no engine attached")

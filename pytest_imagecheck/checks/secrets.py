@@ -215,6 +215,7 @@ def assert_no_secrets(image: ImageUnderTest, *, accept: Mapping[str, str] | None
     stale waiver and fails too. Evidence: ``findings``, ``accepted``, ``stale_accepts``,
     ``rules_checked``, all masked.
     """
+    __tracebackhide__ = True
     waivers = _waivers(accept)
     findings = find_secrets(image)
     failing = [f for f in findings if f.id not in waivers]

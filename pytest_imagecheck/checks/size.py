@@ -217,6 +217,7 @@ def assert_size_within(
     evidence (``size_bytes``, ``largest_layer_bytes``, ``wasted_bytes``, ...) whether the
     check passes or fails.
     """
+    __tracebackhide__ = True
     total_budget = _budget("total", total)
     layer_budget = _budget("layer", layer)
     wasted_budget = None if wasted is None else _size("wasted", wasted)

@@ -24,8 +24,12 @@ class ResolvedUser:
     problem: str | None = None
 
 
-def _table(text: str | None) -> dict[str, list[str]]:
-    """``/etc/passwd`` or ``/etc/group`` as ``{name: fields}``."""
+def parse_table(text: str | None) -> dict[str, list[str]]:
+    """``/etc/passwd`` or ``/etc/group`` as ``{name: fields}``; the first line of a name wins.
+
+    >>> parse_table("svc:x:1000:1000::/home/svc:/bin/sh")["svc"][2]
+    '1000'
+    """
     rows: dict[str, list[str]] = {}
     for line in (text or "").splitlines():
         fields = line.split(":")
@@ -49,7 +53,7 @@ def resolve_user(spec: str, passwd: str | None, group: str | None) -> ResolvedUs
             spec, 0, 0, "Config.User is unset, so the engine runs the container as root"
         )
     user, _, group_spec = spec.partition(":")
-    users, groups = _table(passwd), _table(group)
+    users, groups = parse_table(passwd), parse_table(group)
     if user.isdigit():
         uid = int(user)
         entry = next((f for f in users.values() if f[2] == user), None)
@@ -100,6 +104,7 @@ def assert_non_root(
     too. ``allow`` names users accepted without an ``/etc/passwd`` entry (one the entrypoint
     creates, or a uid the platform assigns); it never lets uid 0 pass.
     """
+    __tracebackhide__ = True
     allowed = set(allow)
     passwd = _read_optional(image, "/etc/passwd")
     group = _read_optional(image, "/etc/group")
