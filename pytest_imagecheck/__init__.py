@@ -12,6 +12,14 @@ from .checks.healthcheck import assert_healthcheck
 from .checks.pinning import assert_base_images_pinned, assert_built_from
 from .checks.secrets import assert_no_secrets
 from .checks.size import assert_size_within, write_size_baseline
+from .checks.structure import (
+    assert_command,
+    assert_config,
+    assert_env,
+    assert_exposed_ports,
+    assert_file,
+    assert_labels,
+)
 from .checks.user import assert_non_root
 from .container import ExecResult, RunningContainer
 from .dockerfile import Dockerfile
@@ -31,9 +39,15 @@ __all__ = [
     "RunningContainer",
     "assert_base_images_pinned",
     "assert_built_from",
+    "assert_command",
+    "assert_config",
     "assert_endpoint_ready",
+    "assert_env",
+    "assert_exposed_ports",
+    "assert_file",
     "assert_healthcheck",
     "assert_healthy",
+    "assert_labels",
     "assert_no_secrets",
     "assert_non_root",
     "assert_size_within",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ import docker.errors
 
 from .errors import ContainerFailed, ImageCheckError
 from .image import read_archive_file
+from .layers import stream_of
 
 if TYPE_CHECKING:
     import testinfra.host
@@ -218,6 +220,27 @@ class RunningContainer:
     def read_file(self, path: str) -> bytes:
         """Read one file from the container's filesystem (no shell or ``cat`` needed)."""
         return read_archive_file(self._container, path, owner=self.name)
+
+    def archive_entry(
+        self, path: str, *, content: bool = False
+    ) -> tuple[tarfile.TarInfo, bytes | None]:
+        """The archive header of ``path`` itself (type, mode, uid, gid; a symlink is not
+        followed) and, with ``content``, the bytes of a regular file.
+
+        One call to the engine's archive API, no shell; reading stops after the first entry,
+        so a large directory is not downloaded. Raises :class:`FileNotFoundError` when
+        ``path`` does not exist.
+        """
+        try:
+            chunks, _ = self._container.get_archive(path)
+        except docker.errors.NotFound:
+            raise FileNotFoundError(f"{path} does not exist in {self.name}") from None
+        with tarfile.open(fileobj=stream_of(chunks), mode="r|") as tar:
+            entry = tar.next()
+            if entry is None:
+                raise FileNotFoundError(f"{path} does not exist in {self.name}")
+            extracted = tar.extractfile(entry) if content and entry.isfile() else None
+            return entry, extracted.read() if extracted is not None else None
 
     @cached_property
     def host(self) -> testinfra.host.Host:

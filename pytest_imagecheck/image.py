@@ -9,7 +9,6 @@ Facts are attributes, so tests can use plain ``assert``::
 
 from __future__ import annotations
 
-import io
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import docker.errors
 
 from .errors import ImageCheckError
-from .layers import KeepContent, LayerContents, read_saved_image
+from .layers import KeepContent, LayerContents, read_saved_image, stream_of
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -273,7 +272,7 @@ def read_archive_file(container: Any, path: str, *, owner: str, _depth: int = 0)
         stream, _ = container.get_archive(path)
     except docker.errors.NotFound:
         raise FileNotFoundError(f"{path} does not exist in {owner}") from None
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+    with tarfile.open(fileobj=stream_of(stream), mode="r|") as tar:
         member = tar.next()
         if member is not None and member.issym() and _depth < 16:
             target = posixpath.join(posixpath.dirname(path), member.linkname)

@@ -95,6 +95,11 @@ class _ChunkStream(io.RawIOBase):
         return n
 
 
+def stream_of(chunks: Iterable[bytes]) -> io.BufferedReader:
+    """A file object over byte chunks, for ``tarfile.open(fileobj=..., mode="r|")``."""
+    return io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)
+
+
 def _kind(member: tarfile.TarInfo) -> str:
     if member.isfile():
         return "file"
@@ -161,8 +166,7 @@ def read_saved_image(
     config_name = image_id.removeprefix("sha256:")
     by_digest: dict[str, LayerContents] = {}
     history: list[dict[str, Any]] = []
-    raw = io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)
-    with tarfile.open(fileobj=raw, mode="r|") as outer:  # type: ignore[call-overload]
+    with tarfile.open(fileobj=stream_of(chunks), mode="r|") as outer:  # type: ignore[call-overload]
         for member in outer:
             name = posixpath.basename(member.name)
             is_layer = member.name.endswith("/layer.tar") or (
