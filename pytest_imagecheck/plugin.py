@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fnmatch
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -34,6 +36,9 @@ from .engine import (
 from .errors import GpuUnavailable, ImageCheckError
 from .evidence import Evidence, collecting
 from .image import ImageUnderTest
+from .items import CriteriaFile, waive
+from .report import LayerRow, ReportData, Verdict, write_report
+from .verdicts import identity_of, verdict_of
 
 _SETTINGS = pytest.StashKey["Settings"]()
 _STATE = pytest.StashKey["_State"]()
@@ -42,7 +47,7 @@ _GPU_USED = pytest.StashKey[bool]()
 #: What the checks of a test recorded (for reports).
 EVIDENCE = pytest.StashKey[list[Evidence]]()
 
-# (option, ini key, help); ini keys are the options' names with imagecheck_ and underscores.
+# (option, ini type, help); each ini key is the option's dest (see _dest).
 _OPTIONS: list[tuple[str, str, str]] = [
     ("--image", "string", "image under test: NAME[:TAG], NAME@sha256:..., or an image ID"),
     ("--build-context", "string", "build the image under test from this directory"),
@@ -52,14 +57,21 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("--gpus", "string", "give containers GPUs as docker run --gpus does: all, N, device=0,1"),
     ("--keep-containers", "bool", "leave containers running after the session, for debugging"),
     ("--require-gpu", "bool", "fail, instead of skipping, when --gpus cannot be honoured"),
+    ("--imagecheck-report", "string", "write the evidence report here (.md with an SVG, or .json)"),
 ]
+
+
+def _dest(option: str) -> str:
+    """``--build-arg`` -> ``imagecheck_build_arg``: the option's dest, and its ini key's stem."""
+    name = option.lstrip("-").replace("-", "_")
+    return name if name.startswith("imagecheck_") else f"imagecheck_{name}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register the ``imagecheck`` option group and an ini key for each option."""
     group = parser.getgroup("imagecheck", "container image acceptance checks (pytest-imagecheck)")
     for option, kind, help_text in _OPTIONS:
-        dest = "imagecheck_" + option.lstrip("-").replace("-", "_")
+        dest = _dest(option)
         if kind == "bool":
             group.addoption(option, action="store_true", default=None, dest=dest, help=help_text)
         elif kind == "linelist":
@@ -67,6 +79,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             group.addoption(option, default=None, dest=dest, help=help_text)
         parser.addini(dest + ("s" if kind == "linelist" else ""), help_text, type=kind)
+    parser.addini(
+        "imagecheck_yaml",
+        "file name patterns collected as criteria files",
+        type="args",
+        default=["imagecheck.yaml", "imagecheck.yml"],
+    )
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,7 @@ class Settings:
     keep_containers: bool = False
     require_gpu: bool = False
     build_args: dict[str, str] = field(default_factory=dict)
+    report: Path | None = None
 
     @property
     def configured(self) -> bool:
@@ -88,7 +107,7 @@ class Settings:
 
 
 def _setting(config: pytest.Config, option: str, kind: str) -> Any:
-    dest = "imagecheck_" + option.lstrip("-").replace("-", "_")
+    dest = _dest(option)
     value = config.getoption(dest)
     if value is not None:
         return value, Path.cwd()
@@ -131,6 +150,7 @@ def _resolve_settings(config: pytest.Config) -> Settings:
         keep_containers=bool(values["--keep-containers"][0]),
         require_gpu=bool(values["--require-gpu"][0]),
         build_args=build_args,
+        report=path("--imagecheck-report"),
     )
 
 
@@ -193,6 +213,11 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Resolve the options (a bad one is a one-line usage error) and set up the session."""
     config.addinivalue_line("markers", "gpu: the test needs GPUs (skips when none can be given)")
+    config.addinivalue_line(
+        "markers",
+        "waive(reason): run the criterion but accept its failure on purpose; reported as "
+        "waived with the reason, never as passed",
+    )
     try:
         settings = _resolve_settings(config)
     except ImageCheckError as exc:
@@ -206,11 +231,97 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STATE] = state
     if config.pluginmanager.hasplugin("xdist") and not _is_worker(config):
         config.pluginmanager.register(_XdistController(state), "imagecheck-xdist")
+    if settings.report is not None and not _is_worker(config):
+        config.pluginmanager.register(_EvidenceReport(state, settings.report), "imagecheck-report")
     # pytest turns SIGINT into KeyboardInterrupt and still tears fixtures down; do the same
     # for SIGTERM (CI cancelling a job) so containers are removed then too.
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         config.add_cleanup(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CriteriaFile | None:
+    """Collect ``imagecheck.yaml`` (and the ``imagecheck_yaml`` patterns) as criteria."""
+    patterns = parent.config.getini("imagecheck_yaml")
+    if any(fnmatch.fnmatch(file_path.name, pattern) for pattern in patterns):
+        return CriteriaFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Turn ``@pytest.mark.waive(reason)`` into a visible, reasoned waiver."""
+    for item in items:
+        marker = item.get_closest_marker("waive")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            if not isinstance(reason, str) or not reason.strip():
+                raise pytest.UsageError(
+                    f"{item.nodeid}: @pytest.mark.waive needs a reason, "
+                    'e.g. @pytest.mark.waive("base pinned upstream, tracked in OPS-12")'
+                )
+            waive(item, reason)
+
+
+class _EvidenceReport:
+    """Collects every test's verdict and evidence, and writes ``--imagecheck-report``.
+
+    Registered where reports arrive: the only process, or the xdist controller.
+    """
+
+    def __init__(self, state: _State, path: Path) -> None:
+        self.state = state
+        self.path = path
+        self.started = datetime.now(timezone.utc)
+        self.verdicts: dict[str, Verdict] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        verdict = verdict_of(report, self.verdicts.get(report.nodeid))
+        if verdict is not None:
+            self.verdicts[report.nodeid] = verdict
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        image, engine_version = self._image()
+        budget = next(
+            (
+                int(value)
+                for verdict in self.verdicts.values()
+                for name, value in verdict.facts
+                if name == "imagecheck.size_budget_bytes"
+            ),
+            None,
+        )
+        data = ReportData(
+            image=identity_of(image) if image else None,
+            engine_version=engine_version,
+            verdicts=tuple(self.verdicts.values()),
+            layers=tuple(
+                LayerRow(layer.index, layer.size, layer.instruction) for layer in image.layers
+            )
+            if image
+            else (),
+            size_budget=budget,
+            started=self.started.isoformat(timespec="seconds"),
+            finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            command=" ".join(["pytest", *session.config.invocation_params.args]),
+        )
+        self.written = write_report(data, self.path)
+
+    def _image(self) -> tuple[ImageUnderTest | None, str | None]:
+        """The image under test and the engine's version, read now; none if unreachable."""
+        settings = self.state.settings
+        ref = settings.build.image_tag if settings.build else settings.image
+        if not ref:
+            return None, None
+        try:
+            engine = self.state.engine()
+            return engine.image(ref), engine.version
+        except (ImageCheckError, docker.errors.DockerException):
+            return None, None
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for path in getattr(self, "written", []):
+            terminalreporter.write_sep("-", f"imagecheck evidence report: {path}")
 
 
 @pytest.hookimpl(trylast=True)

@@ -1,0 +1,70 @@
+"""pytest collection of ``imagecheck.yaml``: one test item per criterion.
+
+Each item is an ordinary ``pytest.Function`` whose function takes ``request`` and fetches the
+fixtures its criterion needs, so ``-k``, markers, xdist and ``--junitxml`` treat YAML criteria
+like Python tests, and both share the session's ``image`` and ``container``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .errors import ImageCheckError
+from .spec import Criterion, load_spec
+
+#: Where a waived criterion's reason starts, in xfail reasons and reports.
+WAIVED = "waived: "
+
+
+def criterion_function(criterion: Criterion) -> Callable[[pytest.FixtureRequest], None]:
+    """The test function of one criterion: it runs the same check a Python test would."""
+
+    def check(request: pytest.FixtureRequest) -> None:
+        criterion.run(request.getfixturevalue)
+
+    check.__doc__ = f"{criterion.check} criterion from line {criterion.line}"
+    return check
+
+
+def waive(item: pytest.Item, reason: str) -> None:
+    """Run ``item`` but accept its failure on purpose: shown as waived, with the reason."""
+    item.add_marker(pytest.mark.xfail(reason=WAIVED + reason, strict=False))
+
+
+class CriterionItem(pytest.Function):
+    """One criterion of an ``imagecheck.yaml``; failures point at its line."""
+
+    criterion: Criterion
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.criterion.line - 1, f"{self.path.name}: {self.name}"
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        """The check's own message, without a traceback through the plugin."""
+        if isinstance(excinfo.value, (AssertionError, ImageCheckError)):
+            return f"{self.path.name}:{self.criterion.line}: {excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+
+class CriteriaFile(pytest.File):
+    """An ``imagecheck.yaml``; an invalid one fails collection with file, line and fix."""
+
+    def collect(self) -> Iterator[CriterionItem]:
+        try:
+            spec = load_spec(self.path)
+        except ImageCheckError as exc:
+            raise self.CollectError(str(exc)) from None
+        for criterion in spec.criteria:
+            item = CriterionItem.from_parent(
+                self, name=criterion.name, callobj=criterion_function(criterion)
+            )
+            item.criterion = criterion
+            if "gpu" in criterion.needs:
+                item.add_marker(pytest.mark.gpu)
+            if criterion.waive:
+                waive(item, criterion.waive)
+            yield item
