@@ -10,6 +10,7 @@ Facts are attributes, so tests can use plain ``assert``::
 from __future__ import annotations
 
 import posixpath
+import re
 import tarfile
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,6 +23,9 @@ from .layers import KeepContent, LayerContents, read_saved_image, stream_of
 
 if TYPE_CHECKING:
     from .engine import Engine
+
+# A RUN that saw build args: "|2 A=1 B=2 /bin/sh -c cmd" (legacy) or "RUN |2 ..." (BuildKit).
+_RUN_WITH_ARGS = re.compile(r"^(?:RUN )?\|\d+ .*?(/bin/sh -c .*)$", re.S)
 
 #: What the engine uses when a HEALTHCHECK leaves a value unset (``docker run --help``).
 HEALTHCHECK_DEFAULTS: dict[str, Any] = {
@@ -91,14 +95,22 @@ class Layer:
 
     @property
     def instruction(self) -> str:
-        """The Dockerfile instruction that made this step, without the builder's prefixes."""
-        text = self.created_by
-        for prefix in ("/bin/sh -c #(nop) ", "|"):
-            if text.startswith(prefix):
-                text = text[len(prefix) :]
-        if text.startswith("/bin/sh -c "):
-            return "RUN " + text.removeprefix("/bin/sh -c ")
-        return text.strip()
+        """The Dockerfile instruction that made this step, as written, for messages.
+
+        Both builders' prefixes go: ``/bin/sh -c #(nop)``, BuildKit's ``# buildkit`` and the
+        build args a RUN saw (``|1 APP_ENV=prod``), which ``created_by`` keeps.
+
+        >>> Layer(0, 0, "RUN |1 APP_USER=svc /bin/sh -c useradd svc # buildkit", 0).instruction
+        'RUN useradd svc'
+        """
+        text = self.created_by.removesuffix("# buildkit").strip()
+        text = text.removeprefix("/bin/sh -c #(nop) ").strip()
+        with_args = _RUN_WITH_ARGS.match(text)
+        if with_args:
+            text = with_args.group(1)
+        if text.startswith(("/bin/sh -c ", "RUN /bin/sh -c ")):
+            return "RUN " + text.split("/bin/sh -c ", 1)[1]
+        return text
 
 
 @dataclass(frozen=True, repr=False)

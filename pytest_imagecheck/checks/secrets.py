@@ -373,16 +373,11 @@ def _redact(text: str) -> str:
     return _SECRET_SETTING.sub(r"\1\2***", text)
 
 
-def _describe(step: Layer, declared: frozenset[str]) -> str:
+def _describe(step: Layer) -> str:
     """A history step as a short instruction that shows no secret: ``RUN echo hi > /a``."""
-    args = _RUN_ARGS.match(step.created_by)
-    if args:
-        text = "RUN " + _split_assignments(args[2], int(args[1]), declared)[1]
-    else:
-        text = step.instruction
+    text = step.instruction
     if _verb(step) == "RUN" and not text.startswith("RUN "):
         text = "RUN " + text
-    text = text.replace("RUN /bin/sh -c ", "RUN ", 1).removesuffix("# buildkit").strip()
     if _verb(step) in ("ARG", "ENV", "LABEL"):
         text = re.sub(r"=\S*", "=***", text)
     text = _HASHED_SOURCE.sub(r"\1:\2", _redact(text))
@@ -403,7 +398,7 @@ def _history_findings(image: ImageUnderTest) -> Iterator[Finding]:
             source = "ARG default"
         else:
             pairs, command = [], step.created_by
-        where = f"in history step {step.index} ({_describe(step, declared)})"
+        where = f"in history step {step.index} ({_describe(step)})"
         for name, value in pairs:
             rule = _rule_for(name, value, "secret-build-arg")
             if rule and f"history:{name}" not in seen:
@@ -470,7 +465,6 @@ def _later_fate(layers: list[LayerContents], layer: LayerContents, path: str) ->
 def _file_findings(image: ImageUnderTest) -> Iterator[Finding]:
     layers = image.layer_contents(keep=lambda path, _size: _is_candidate(path))
     steps = image.layers
-    declared = _declared_args(image)
     found: dict[str, tuple[str, list[str]]] = {}
     for layer in layers:
         for path, entry in layer.entries.items():
@@ -480,7 +474,7 @@ def _file_findings(image: ImageUnderTest) -> Iterator[Finding]:
             if rule is None:
                 continue
             step = steps[layer.step] if layer.step is not None else None
-            made_by = f" ({_describe(step, declared)})" if step else ""
+            made_by = f" ({_describe(step)})" if step else ""
             where = f"in layer {layer.index}{made_by}{_later_fate(layers, layer, path)}"
             found.setdefault(f"file:{path}", (rule, []))[1].append(where)
     for key, (rule, places) in sorted(found.items()):
