@@ -149,8 +149,13 @@ class RunningContainer:
         return raw.decode("utf-8", "replace")
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        """The last ``lines`` log lines, indented for messages (``(no output)`` if none)."""
-        text = self.logs(tail=lines).rstrip()
+        """The last ``lines`` log lines, indented for messages (``(no output)`` if none).
+
+        The image's secret ENV values are masked, should the service print them.
+        """
+        from .checks.secrets import mask_secrets
+
+        text = mask_secrets(self.logs(tail=lines).rstrip(), self.image.env)
         return "\n".join("  " + line for line in text.splitlines()) or "  (no output)"
 
     def stopped(self) -> str | None:

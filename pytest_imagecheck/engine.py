@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
+import requests
 from docker.types import DeviceRequest
 
 from .errors import (
@@ -62,6 +63,23 @@ ENGINE_HINT = (
 )
 
 
+#: What docker-py raises when the engine is gone: its own errors, or the HTTP layer's.
+ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.ConnectionError)
+
+
+def engine_address() -> str:
+    """Where the engine is reached: ``DOCKER_HOST``, else the local socket."""
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def engine_lost(exc: BaseException) -> EngineUnavailable:
+    """The one-line error for an engine that stopped answering in the middle of a session."""
+    return EngineUnavailable(
+        f"Docker engine at {engine_address()} stopped answering ({_short_reason(exc)}): "
+        f"{ENGINE_HINT}; containers left behind are swept by the next session"
+    )
+
+
 def new_session_id() -> str:
     """A fresh, short session id for labels and container names."""
     return secrets.token_hex(6)
@@ -72,7 +90,7 @@ def connect(timeout: float = 60) -> docker.DockerClient:
 
     Raises :class:`EngineUnavailable` with one line naming the address and the fix.
     """
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    where = engine_address()
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
@@ -292,7 +310,8 @@ class Engine:
         """Force-remove one container (and its anonymous volumes); gone already is fine."""
         if self.keep_containers:
             return
-        with _signals_deferred(), contextlib.suppress(docker.errors.NotFound):
+        # An engine that is gone cannot remove anything; the next session sweeps it.
+        with _signals_deferred(), contextlib.suppress(docker.errors.NotFound, *ENGINE_ERRORS):
             self.client.api.remove_container(container.id, force=True, v=True)
 
     def remove_labelled(self, filters: Mapping[str, str], *, keep: bool = False) -> int:

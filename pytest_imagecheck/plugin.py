@@ -20,16 +20,19 @@ from typing import Any
 
 import docker
 import pytest
+import requests
 
 from .build import BuildSpec, build_image, build_once, parse_build_arg
 from .container import LOG_TAIL_LINES, RunningContainer
 from .dockerfile import Dockerfile
 from .engine import (
+    ENGINE_ERRORS,
     LABEL_SESSION,
     LABEL_TEST,
     Engine,
     check_reference,
     connect,
+    engine_lost,
     new_session_id,
     parse_gpus,
 )
@@ -183,7 +186,7 @@ class _State:
         """Remove this process's containers; runs at session end, or at exit if that failed."""
         if self._engine is not None:
             atexit.unregister(self.cleanup)
-            with contextlib.suppress(docker.errors.DockerException):
+            with contextlib.suppress(*ENGINE_ERRORS):
                 self._engine.cleanup()
 
 
@@ -316,7 +319,7 @@ class _EvidenceReport:
         try:
             engine = self.state.engine()
             return engine.image(ref), engine.version
-        except (ImageCheckError, docker.errors.DockerException):
+        except (ImageCheckError, *ENGINE_ERRORS):
             return None, None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -335,7 +338,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         if _is_worker(session.config):
             session.config.workeroutput["imagecheck_engine_used"] = True
     elif state.workers_used_engine and state.settings.configured:
-        with contextlib.suppress(ImageCheckError, docker.errors.DockerException):
+        with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
             state.engine().cleanup(whole_session=True)
 
 
@@ -364,6 +367,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Judge GPU outcomes, and attach the log tail of every container a failing test used."""
     outcome = yield
     report = outcome.get_result()
+    if call.excinfo is not None and isinstance(call.excinfo.value, requests.ConnectionError):
+        report.longrepr = str(engine_lost(call.excinfo.value))  # not a docker-py traceback
     _judge_gpu(item, call, report)
     if not report.failed:
         return
@@ -373,10 +378,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         used.insert(0, session_container)
     for container in used:
         with contextlib.suppress(Exception):
-            tail = container.logs(tail=LOG_TAIL_LINES)
-            report.sections.append(
-                (f"imagecheck: {container.name} logs (last {LOG_TAIL_LINES} lines)", tail)
-            )
+            tail = container.log_tail(LOG_TAIL_LINES)
+            # A "stdout" section reaches junit's system-out (junit_logging=system-out), which
+            # pytest writes from the teardown report: the item carries it on to that one.
+            key = f"stdout: {container.name} logs (last {LOG_TAIL_LINES} lines)"
+            item.add_report_section(report.when, key, tail)
+            report.sections.append((f"Captured {key} {report.when}", tail))
 
 
 def _judge_gpu(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:

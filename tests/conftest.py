@@ -143,10 +143,13 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.2) -> bool:
 class InnerPytest:
     """A pytest run in a child process that the test can signal."""
 
-    def __init__(self, pytester: pytest.Pytester, *args: str) -> None:
+    def __init__(
+        self, pytester: pytest.Pytester, *args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
             cwd=pytester.path,
+            env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -156,6 +159,19 @@ class InnerPytest:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def children(self) -> list[tuple[int, str]]:
+        """``(pid, command line)`` of this run's child processes."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == self.proc.pid:
+                found.append((int(stat.parent.name), cmdline))
+        return found
 
     def signal(self, sig: signal.Signals) -> None:
         os.kill(self.proc.pid, sig)
@@ -170,8 +186,8 @@ def inner_pytest(pytester: pytest.Pytester) -> Iterator[type[InnerPytest]]:
     """Start pytest in a child process: ``proc = inner_pytest(pytester, "--image=x")``."""
     started: list[InnerPytest] = []
 
-    def start(*args: str) -> InnerPytest:
-        run = InnerPytest(pytester, *args)
+    def start(*args: str, env: dict[str, str] | None = None) -> InnerPytest:
+        run = InnerPytest(pytester, *args, env=env)
         started.append(run)
         return run
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from tests.conftest import leftovers
@@ -134,11 +135,16 @@ def test_failing_test_report_carries_the_container_log_tail(pytester, sample_ima
             assert False, "boom"
         """
     )
-    result = pytester.runpytest(f"--image={sample_image}")
+    result = pytester.runpytest(
+        f"--image={sample_image}", "--junitxml=report.xml", "-o", "junit_logging=system-out"
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["*imagecheck: imagecheck-* logs (last 40 lines)*", "*missing-page*"]
+        ["*Captured stdout: imagecheck-* logs (last 40 lines)*", "*missing-page*"]
     )
+    case = ET.parse(pytester.path / "report.xml").getroot().find("testsuite/testcase")
+    assert case is not None
+    assert "url:/missing-page" in (case.findtext("system-out") or "")
 
 
 def test_address_of_unpublished_port_is_a_clear_error(pytester, sample_image) -> None:

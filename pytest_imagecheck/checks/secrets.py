@@ -309,6 +309,18 @@ def _rule_for(name: str, value: str, name_rule: str) -> str | None:
     return name_rule if _is_secret_name(name) and not _is_inert(value) else None
 
 
+def mask_secrets(text: str, env: Mapping[str, str]) -> str:
+    """``text`` with every secret ENV value of ``env`` masked (for log tails and messages).
+
+    >>> mask_secrets("token is ghp_0123456789abcdefghij", {"GH_TOKEN": "ghp_0123456789abcdefghij"})
+    'token is ghp_… (24 chars)'
+    """
+    secrets = [v for name, v in env.items() if _rule_for(name, v, "secret-env-name")]
+    for value in sorted(secrets, key=len, reverse=True):
+        text = text.replace(value, mask(value))
+    return text
+
+
 def _env_findings(image: ImageUnderTest) -> Iterator[Finding]:
     for name, value in sorted(image.env.items()):
         rule = _rule_for(name, value, "secret-env-name")
