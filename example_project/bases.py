@@ -3,6 +3,9 @@
 No public registry is reachable, so the base (a debootstrapped Debian with python3, built by
 ``tests/images.py``) is pushed to Debian's ``docker-registry`` on 127.0.0.1, started here when
 none answers. Prints the ``BASE_DIGEST`` build arg (``sha256:...``) on the last line.
+
+``bases.py --wheels`` also puts the real CUDA and torch wheels the ``cuda`` and ``cuda12``
+variants install into ``example_project/wheels/`` (downloaded once, from PyPI).
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ from pathlib import Path
 
 import yaml
 
+WHEELS = Path(__file__).resolve().parent / "wheels"
+#: The wheels of the cuda variant (CUDA 13.0 + torch cu130) and of cuda12 (CUDA 12 pieces).
+REQUIREMENTS = (
+    "nvidia-cuda-runtime==13.0.96",
+    "torch==2.14.1",
+    "nvidia-cuda-runtime-cu12==12.9.79",
+    "nvidia-cuda-nvcc-cu12==12.9.86",
+)
 REGISTRY = os.environ.get("AUTOVOICE_REGISTRY", "127.0.0.1:5000")
 REPOSITORY = f"{REGISTRY}/autovoice-base"
 TAG = "bookworm"
@@ -59,10 +70,29 @@ def start_registry() -> None:
     sys.exit(f"bases: the registry did not answer on {REGISTRY}; see {STORAGE / 'registry.log'}")
 
 
+def fetch_wheels() -> None:
+    """Link the variants' wheels into ``wheels/`` (the build context's bind-mounted folder)."""
+    from tests import wheels
+
+    WHEELS.mkdir(exist_ok=True)
+    for requirement in REQUIREMENTS:
+        print(f"bases: wheel {requirement}", file=sys.stderr)
+        wheel = wheels.fetch(requirement)
+        target = WHEELS / wheel.name
+        if not target.exists():
+            try:
+                os.link(wheel, target)
+            except OSError:
+                shutil.copy2(wheel, target)
+
+
 def main() -> None:
     """Start the registry if needed, push the base, print its digest."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests import images  # the same recipe the plugin's tests use
+
+    if "--wheels" in sys.argv[1:]:
+        fetch_wheels()
 
     if not registry_answers():
         print(f"bases: starting a registry on {REGISTRY}", file=sys.stderr)

@@ -6,6 +6,7 @@ take them.
 """
 
 from .build import BuildSpec
+from .checks.cuda import assert_cuda_torch_match
 from .checks.endpoint import assert_endpoint_ready
 from .checks.health import assert_healthy
 from .checks.healthcheck import assert_healthcheck
@@ -22,25 +23,31 @@ from .checks.structure import (
 )
 from .checks.user import assert_non_root
 from .container import ExecResult, RunningContainer
+from .cuda import CudaFacts, read_cuda_facts
 from .dockerfile import Dockerfile
 from .engine import Engine
 from .errors import ImageCheckError
+from .gpu import GpuHost, NvmlUnavailable, read_gpu_host
 from .image import Healthcheck, ImageUnderTest, Layer
 
 __all__ = [
     "BuildSpec",
+    "CudaFacts",
     "Dockerfile",
     "Engine",
     "ExecResult",
+    "GpuHost",
     "Healthcheck",
     "ImageCheckError",
     "ImageUnderTest",
     "Layer",
+    "NvmlUnavailable",
     "RunningContainer",
     "assert_base_images_pinned",
     "assert_built_from",
     "assert_command",
     "assert_config",
+    "assert_cuda_torch_match",
     "assert_endpoint_ready",
     "assert_env",
     "assert_exposed_ports",
@@ -51,5 +58,7 @@ __all__ = [
     "assert_no_secrets",
     "assert_non_root",
     "assert_size_within",
+    "read_cuda_facts",
+    "read_gpu_host",
     "write_size_baseline",
 ]

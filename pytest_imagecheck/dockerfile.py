@@ -263,6 +263,22 @@ class Dockerfile:
             path = path.relative_to(Path.cwd())
         return f"{path}:{instruction_or_line}"
 
+    def external_base(self, stage: Stage | str | int | None = None) -> str | None:
+        r"""The external image a stage (default: the final one) builds on, through earlier stages.
+
+        ``None`` for a stage that starts from ``scratch``; the reference as resolved, so
+        ``assert_built_from(image, dockerfile.external_base())`` checks the pinned FROM.
+
+        >>> Dockerfile.from_string("FROM debian:12 AS a\nFROM a AS b\n").external_base()
+        'debian:12'
+        """
+        current = self.final_stage if stage is None else stage
+        if not isinstance(current, Stage):
+            current = self.stage(current)
+        while current.base_stage is not None:
+            current = self.stages[current.base_stage]
+        return None if current.is_scratch else current.resolved_base
+
     def instructions_of(self, stage: Stage | str | int) -> tuple[Instruction, ...]:
         """The instructions of a stage, its FROM first."""
         index = stage.index if isinstance(stage, Stage) else self.stage(stage).index

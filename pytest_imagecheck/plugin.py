@@ -38,6 +38,7 @@ from .engine import (
 )
 from .errors import GpuUnavailable, ImageCheckError
 from .evidence import Evidence, collecting
+from .gpu import GpuHost, NvmlUnavailable, read_gpu_host
 from .image import ImageUnderTest
 from .items import CriteriaFile, waive
 from .report import LayerRow, ReportData, Verdict, write_report
@@ -571,6 +572,18 @@ def run_container(
     yield run
     for running in started:
         imagecheck_engine.remove(running)
+
+
+@pytest.fixture(scope="session")
+def gpu_host() -> GpuHost:
+    """The GPU host's driver and devices, read through NVML (``nvidia-ml-py``).
+
+    Tests that use it skip, with the reason, where there is no NVIDIA driver.
+    """
+    try:
+        return read_gpu_host()
+    except NvmlUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

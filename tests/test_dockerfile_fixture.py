@@ -49,3 +49,14 @@ def test_malformed_dockerfile_is_one_line_with_its_location(pytester) -> None:
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(['*Dockerfile:2: unknown instruction "RUNN"*'])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_external_base_follows_earlier_stages() -> None:
+    from pytest_imagecheck import Dockerfile
+
+    dockerfile = Dockerfile.from_string(
+        "ARG ML=none\nARG BASE=reg/base@sha256:" + "a" * 64 + "\n"
+        "FROM ${BASE} AS ml-none\nFROM scratch AS ml-cuda\nFROM ml-${ML} AS runtime\n"
+    )
+    assert dockerfile.external_base() == "reg/base@sha256:" + "a" * 64
+    assert dockerfile.external_base("ml-cuda") is None
