@@ -105,7 +105,12 @@ def connect(timeout: float = 60) -> docker.DockerClient:
 def _short_reason(exc: BaseException) -> str:
     """The innermost useful words of a docker-py / requests exception."""
     text = str(exc)
-    for pattern in (r"\[Errno -?\d+\] ([^'\")]+)", r"Errno \d+\] ([^'\")]+)", r"\)\)?: (.+)$"):
+    for pattern in (
+        r"\[Errno -?\d+\] ([^'\")]+)",
+        r"\w+Error\(-?\d+, '([^']+)'\)",
+        r"Errno \d+\] ([^'\")]+)",
+        r"\)\)?: (.+)$",
+    ):
         match = re.search(pattern, text)
         if match:
             return match.group(1).strip().rstrip(".")
@@ -118,7 +123,7 @@ def check_reference(ref: str) -> str:
     >>> check_reference("autovoice:latest")
     'autovoice:latest'
     """
-    if _IMAGE_ID.match(ref) or _REFERENCE.match(ref):
+    if _IMAGE_ID.fullmatch(ref) or _REFERENCE.fullmatch(ref):  # $ allows a trailing \n
         return ref
     raise ImageCheckError(
         f"--image {ref!r} is not an image reference: use NAME[:TAG], NAME@sha256:DIGEST "
@@ -140,7 +145,7 @@ def parse_gpus(value: str) -> DeviceRequest:
     if text in ("all", "count=all"):
         return DeviceRequest(count=-1, capabilities=[["gpu"]])
     count = text.removeprefix("count=")
-    if count.isdigit() and int(count) > 0:
+    if re.fullmatch(r"[0-9]+", count) and int(count) > 0:  # not isdigit(): "²"
         return DeviceRequest(count=int(count), capabilities=[["gpu"]])
     ids = [d for d in text.removeprefix("device=").split(",") if d.strip()]
     if text.startswith("device=") and ids and all(re.fullmatch(r"[\w:-]+", d) for d in ids):

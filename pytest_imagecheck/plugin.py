@@ -40,7 +40,7 @@ from .errors import GpuUnavailable, ImageCheckError
 from .evidence import Evidence, collecting
 from .gpu import GpuHost, NvmlUnavailable, read_gpu_host
 from .image import ImageUnderTest
-from .items import CriteriaFile, waive
+from .items import CriteriaFile, CriterionItem, waive
 from .report import LayerRow, ReportData, Verdict, write_report
 from .verdicts import identity_of, verdict_of
 
@@ -368,8 +368,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Judge GPU outcomes, and attach the log tail of every container a failing test used."""
     outcome = yield
     report = outcome.get_result()
-    if call.excinfo is not None and isinstance(call.excinfo.value, requests.ConnectionError):
-        report.longrepr = str(engine_lost(call.excinfo.value))  # not a docker-py traceback
+    _shorten(item, call, report)
     _judge_gpu(item, call, report)
     if not report.failed:
         return
@@ -385,6 +384,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             key = f"stdout: {container.name} logs (last {LOG_TAIL_LINES} lines)"
             item.add_report_section(report.when, key, tail)
             report.sections.append((f"Captured {key} {report.when}", tail))
+
+
+def _shorten(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """Our errors, and an engine that went away, as one line: no traceback through our code."""
+    excinfo = call.excinfo
+    if not report.failed or excinfo is None:
+        return
+    if isinstance(excinfo.value, requests.ConnectionError):
+        report.longrepr = str(engine_lost(excinfo.value))
+    elif (
+        isinstance(excinfo.value, ImageCheckError)
+        and not isinstance(excinfo.value, GpuUnavailable)
+        and not isinstance(item, CriterionItem)  # it words its own failures
+    ):
+        report.longrepr = _called_at(item, excinfo) + str(excinfo.value)
+
+
+def _called_at(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    """``test_x.py:12: ``, the line of the test that made the failing call, or ``""``."""
+    lines = [entry.lineno + 1 for entry in excinfo.traceback if Path(entry.path) == item.path]
+    return f"{item.location[0]}:{lines[-1]}: " if lines else ""
 
 
 def _judge_gpu(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
@@ -427,7 +447,8 @@ def _errors_as_failures() -> Iterator[None]:
     except GpuUnavailable:
         raise  # judged per test in pytest_runtest_makereport: skip only where marked gpu
     except ImageCheckError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        # from None: else pytest prints the message twice ("During handling of the above...")
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
 
 def _progress(config: pytest.Config) -> Callable[[str], None]:

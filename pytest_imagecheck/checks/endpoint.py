@@ -75,6 +75,14 @@ def _reason(exc: requests.RequestException) -> str:
     return next((plain for known, plain in _REASONS if known in text), type(exc).__name__)
 
 
+def named_duration(name: str, value: str | float | timedelta) -> timedelta:
+    """``parse_duration(value)``; its error names the argument: ``timeout: bad duration ...``."""
+    try:
+        return parse_duration(value)
+    except ImageCheckError as exc:
+        raise ImageCheckError(f"{name}: {exc}") from None
+
+
 def default_port(container: RunningContainer) -> int | str:
     """The image's single exposed port; a clear error when it exposes none or several."""
     exposed = container.image.exposed_ports
@@ -138,7 +146,7 @@ def assert_endpoint_ready(
     if not path.startswith("/"):
         raise ImageCheckError(f"endpoint path {path!r} must start with '/', e.g. '/{path}'")
     wanted = {status} if isinstance(status, int) else set(status)
-    deadline, pause = parse_duration(timeout), parse_duration(interval)
+    deadline, pause = named_duration("timeout", timeout), named_duration("interval", interval)
     url = container.url(port if port is not None else default_port(container), path)
     session = requests.Session()
     attempts = 0

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import tenacity
 
 from ..evidence import record
-from ..units import format_duration, parse_duration
-from .endpoint import probe_lines
+from ..units import format_duration
+from .endpoint import named_duration, probe_lines
 
 if TYPE_CHECKING:
     from ..container import RunningContainer
@@ -45,7 +45,11 @@ def assert_healthy(
             f"image {container.image.ref} has no HEALTHCHECK, so the engine never reports its "
             "health: add a HEALTHCHECK, or use assert_endpoint_ready"
         )
-    deadline = parse_duration(timeout) if timeout is not None else default_health_timeout(health)
+    deadline = (
+        named_duration("timeout", timeout)
+        if timeout is not None
+        else default_health_timeout(health)
+    )
     started = time.monotonic()
 
     def poll() -> tuple[str | None, str | None]:

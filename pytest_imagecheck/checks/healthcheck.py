@@ -89,7 +89,10 @@ def assert_healthcheck(
         if name == "retries":
             bound = parse_bound(wanted, parse=_whole_number)
         else:
-            bound = parse_bound(wanted, parse=parse_duration)
+            try:
+                bound = parse_bound(wanted, parse=parse_duration)
+            except ImageCheckError as exc:
+                raise ImageCheckError(f"{name}: {exc}") from None  # which duration was bad
         actual = getattr(health, name)
         if not bound(actual):
             shown = format_duration(actual) if isinstance(actual, timedelta) else str(actual)
