@@ -277,6 +277,7 @@ class _EvidenceReport:
         self.path = path
         self.started = datetime.now(timezone.utc)
         self.verdicts: dict[str, Verdict] = {}
+        self.written: list[Path] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         verdict = verdict_of(report, self.verdicts.get(report.nodeid))
@@ -324,7 +325,7 @@ class _EvidenceReport:
             return None, None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        for path in getattr(self, "written", []):
+        for path in self.written:
             terminalreporter.write_sep("-", f"imagecheck evidence report: {path}")
 
 

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -27,15 +28,21 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_PRUNE = ("var/cache/apt/archives", "usr/share/doc", "usr/share/man", "usr/share/locale")
 
 
-def ensure_busybox(client: docker.DockerClient, lock_dir: Path) -> str:
-    """Build ``BUSYBOX`` unless the engine has it; returns its tag."""
-    with open(lock_dir / "busybox.lock", "w") as lock:
+def _ensure(client: docker.DockerClient, lock_dir: Path, tag: str, make: Callable[[], None]) -> str:
+    """Run ``make`` unless the engine has ``tag``; one process at a time (xdist workers)."""
+    with open(lock_dir / f"{tag.replace('/', '_')}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            client.images.get(BUSYBOX)
-            return BUSYBOX
+            client.images.get(tag)
         except docker.errors.ImageNotFound:
-            pass
+            make()
+    return tag
+
+
+def ensure_busybox(client: docker.DockerClient, lock_dir: Path) -> str:
+    """Build ``BUSYBOX`` unless the engine has it; returns its tag."""
+
+    def make() -> None:
         if not BUSYBOX_BINARY.exists():
             raise RuntimeError(
                 f"{BUSYBOX_BINARY} is missing: apt-get install busybox-static "
@@ -45,33 +52,21 @@ def ensure_busybox(client: docker.DockerClient, lock_dir: Path) -> str:
             shutil.copytree(HERE / "busybox", tmp, dirs_exist_ok=True)
             shutil.copy2(BUSYBOX_BINARY, Path(tmp) / "busybox")
             client.images.build(path=tmp, tag=BUSYBOX, rm=True)
-    return BUSYBOX
+
+    return _ensure(client, lock_dir, BUSYBOX, make)
 
 
 def ensure_debian(client: docker.DockerClient, lock_dir: Path) -> str:
     """Make ``DEBIAN`` unless the engine has it (about a minute); returns its tag."""
-    with open(lock_dir / "debian.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            client.images.get(DEBIAN)
-            return DEBIAN
-        except docker.errors.ImageNotFound:
-            pass
+
+    def make() -> None:
         if shutil.which("debootstrap") is None:
             raise RuntimeError("debootstrap is missing: apt-get install debootstrap")
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "root"
+            debootstrap = ["debootstrap", "--variant=minbase", "--include=python3", "bookworm"]
             subprocess.run(
-                [
-                    "debootstrap",
-                    "--variant=minbase",
-                    "--include=python3",
-                    "bookworm",
-                    str(root),
-                    DEBIAN_MIRROR,
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
+                [*debootstrap, str(root), DEBIAN_MIRROR], check=True, stdout=subprocess.DEVNULL
             )
             for part in DEBIAN_PRUNE:
                 shutil.rmtree(root / part, ignore_errors=True)
@@ -84,7 +79,8 @@ def ensure_debian(client: docker.DockerClient, lock_dir: Path) -> str:
             )
             if tar.wait() != 0:
                 raise RuntimeError("tar of the debootstrap root failed")
-    return DEBIAN
+
+    return _ensure(client, lock_dir, DEBIAN, make)
 
 
 def build(client: docker.DockerClient, context: Path, tag: str) -> str:
