@@ -37,7 +37,7 @@ from .engine import (
     parse_gpus,
 )
 from .errors import GpuUnavailable, ImageCheckError
-from .evidence import Evidence, collecting
+from .evidence import collecting
 from .gpu import GpuHost, NvmlUnavailable, read_gpu_host
 from .image import ImageUnderTest
 from .items import CriteriaFile, CriterionItem, waive
@@ -48,8 +48,6 @@ _SETTINGS = pytest.StashKey["Settings"]()
 _STATE = pytest.StashKey["_State"]()
 _USED = pytest.StashKey[list[RunningContainer]]()
 _GPU_USED = pytest.StashKey[bool]()
-#: What the checks of a test recorded (for reports).
-EVIDENCE = pytest.StashKey[list[Evidence]]()
 
 # (option, ini type, help); each ini key is the option's dest (see _dest).
 _OPTIONS: list[tuple[str, str, str]] = [
@@ -161,8 +159,7 @@ def _resolve_settings(config: pytest.Config) -> Settings:
 class _State:
     """Per-process state: the session id and the engine, connected on first use."""
 
-    def __init__(self, config: pytest.Config, settings: Settings, session_id: str) -> None:
-        self.config = config
+    def __init__(self, settings: Settings, session_id: str) -> None:
         self.settings = settings
         self.session_id = session_id
         self._engine: Engine | None = None
@@ -230,7 +227,7 @@ def pytest_configure(config: pytest.Config) -> None:
         session_id = config.workerinput.get("imagecheck_session") or new_session_id()
     else:
         session_id = new_session_id()
-    state = _State(config, settings, session_id)
+    state = _State(settings, session_id)
     config.stash[_SETTINGS] = settings
     config.stash[_STATE] = state
     if config.pluginmanager.hasplugin("xdist") and not _is_worker(config):
@@ -360,7 +357,6 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """Collect what checks measure during the test; it becomes junit properties."""
     with collecting() as evidence:
         yield
-    item.stash[EVIDENCE] = evidence
     item.user_properties.extend(p for entry in evidence for p in entry.properties())
 
 
