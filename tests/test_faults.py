@@ -79,7 +79,10 @@ def test_healthcheck_turning_unhealthy_mid_suite_fails_fast(
             assert_healthy(container)
 
         def test_unhealthy_later(container):
-            time.sleep(10)
+            # the engine flips health after two failed probes: wait for that, then check
+            deadline = time.monotonic() + 90
+            while container.health != "unhealthy" and time.monotonic() < deadline:
+                time.sleep(0.5)
             assert_healthy(container, timeout="120s")
         """
     )
