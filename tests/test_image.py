@@ -45,20 +45,16 @@ def test_healthcheck_durations_are_timedeltas(engine: Engine, sample_image: str)
     assert health.defaults == frozenset()
 
 
-def test_healthcheck_defaults_are_filled_in_and_named(engine: Engine, client, busybox) -> None:
-    image_id, _ = client.images.build(
-        fileobj=_dockerfile(f"FROM {busybox}\nHEALTHCHECK CMD true\n"), rm=True
-    )
-    health = engine.image(image_id.id).healthcheck
+def test_healthcheck_defaults_are_filled_in_and_named(engine: Engine, build_image, busybox) -> None:
+    health = engine.image(build_image(f"FROM {busybox}\nHEALTHCHECK CMD true\n")).healthcheck
     assert health is not None
     assert health.interval == timedelta(seconds=30)
     assert health.retries == 3
     assert health.defaults == {"interval", "timeout", "start_period", "retries"}
 
 
-def test_healthcheck_none_is_none_and_flagged(engine: Engine, client, busybox) -> None:
-    built, _ = client.images.build(fileobj=_dockerfile(f"FROM {busybox}\nHEALTHCHECK NONE\n"))
-    image = engine.image(built.id)
+def test_healthcheck_none_is_none_and_flagged(engine: Engine, build_image, busybox) -> None:
+    image = engine.image(build_image(f"FROM {busybox}\nHEALTHCHECK NONE\n"))
     assert image.healthcheck is None
     assert image.healthcheck_disabled
 
@@ -101,9 +97,3 @@ def test_image_by_id_and_digest_free_reference(engine: Engine, sample_image: str
     assert engine.image(image.short_id).id == image.id
     assert image.repo_digests == []
     assert image.digest is None
-
-
-def _dockerfile(text: str):
-    import io
-
-    return io.BytesIO(text.encode())
