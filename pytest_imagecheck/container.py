@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import docker.errors
 
 from .errors import ContainerFailed, ImageCheckError
-from .image import read_archive_file
+from .image import port_key, read_archive_file
 from .layers import stream_of
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class RunningContainer:
 
     def address(self, port: int | str) -> tuple[str, int]:
         """Where the host reaches container ``port``: ``("127.0.0.1", 49153)``."""
-        key = str(port) if "/" in str(port) else f"{port}/tcp"
+        key = port_key(port)
         ports = self.ports
         if key not in ports:
             published = ", ".join(ports) or "none"

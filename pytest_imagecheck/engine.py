@@ -37,6 +37,7 @@ from .errors import (
     ImageCheckError,
     ImageNotFound,
 )
+from .image import port_key
 
 if TYPE_CHECKING:
     from .container import RunningContainer
@@ -264,7 +265,7 @@ class Engine:
         """
         from .container import RunningContainer
 
-        wanted = image.exposed_ports if ports is None else [_port_key(p) for p in ports]
+        wanted = image.exposed_ports if ports is None else [port_key(p) for p in ports]
         kwargs: dict[str, Any] = {
             "command": command,
             "entrypoint": entrypoint,
@@ -370,8 +371,3 @@ class Engine:
             if not any(p.isdigit() and _pid_alive(int(p)) for p in session_pids)
         ]
         return sum(self.remove_labelled({LABEL_SESSION: s}, keep=True) for s in stale)
-
-
-def _port_key(port: int | str) -> str:
-    text = str(port)
-    return text if "/" in text else f"{text}/tcp"

@@ -36,6 +36,16 @@ HEALTHCHECK_DEFAULTS: dict[str, Any] = {
 }
 
 
+def port_key(port: int | str) -> str:
+    """A port as the engine names it: ``5000`` -> ``"5000/tcp"``; ``"53/udp"`` stays.
+
+    >>> port_key(5000), port_key("53/udp")
+    ('5000/tcp', '53/udp')
+    """
+    text = str(port)
+    return text if "/" in text else f"{text}/tcp"
+
+
 @dataclass(frozen=True)
 class Healthcheck:
     """The image's HEALTHCHECK, with the engine's defaults filled in where it sets none.
