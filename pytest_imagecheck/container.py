@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import tarfile
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import docker.errors
 
+from . import batch
+from .batch import Command
 from .errors import ContainerFailed, ImageCheckError
 from .image import port_key, read_archive_file
 from .layers import stream_of
@@ -57,6 +61,8 @@ class RunningContainer:
         self._container = container
         self.image = image
         self.engine = engine
+        self._announced: list[Command] = []
+        self._ran: dict[Command, deque[ExecResult]] = {}
 
     def __repr__(self) -> str:
         return f"<RunningContainer {self.name} of {self.image.ref}>"
@@ -193,6 +199,17 @@ class RunningContainer:
                 return int(row[uid_col])
         raise ContainerFailed(f"PID 1 of {self.name} is not in the engine's process table")
 
+    def announce(self, commands: Iterable[Command]) -> None:
+        """Say which commands tests will :meth:`exec`, so that they share execs.
+
+        The first exec of an announced command runs every announced command with the same
+        user, environment and working directory, in order, in one ``/bin/sh`` (see
+        :mod:`pytest_imagecheck.batch` for how that stays an exact exec of each); each exec
+        of one of them then returns its own result, once. Commands not announced, and
+        everything in an image without ``/bin/sh``, get an exec each.
+        """
+        self._announced += [command for command in commands if command.batchable]
+
     def exec(
         self,
         cmd: str | list[str],
@@ -205,6 +222,44 @@ class RunningContainer:
 
         A string is split like a shell would split words, but never interpreted by one.
         """
+        command = Command.of(cmd, user=user, env=env, workdir=workdir)
+        if command in self._announced:
+            self._run_announced(command.group)
+        ran = self._ran.get(command)
+        if ran:
+            return replace(ran.popleft(), command=cmd)
+        return self._exec(cmd, user=user, env=env, workdir=workdir)
+
+    def _run_announced(self, group: Command) -> None:
+        commands = [command for command in self._announced if command.group == group]
+        self._announced = [command for command in self._announced if command.group != group]
+        entries = (entry.partition("=") for entry in self._container.attrs["Config"]["Env"] or [])
+        environment = {name: value for name, _, value in entries} | dict(group.env)
+        if not batch.keeps(environment):
+            return  # each runs alone
+        mark = batch.new_mark()
+        script = batch.script(commands, mark=mark, environment=environment)
+        result = self._exec(
+            [batch.SHELL, "-c", script],
+            user=group.user or None,
+            env=dict(group.env) or None,
+            workdir=group.workdir or None,
+        )
+        outputs = batch.split_output(result.stdout, result.stderr, mark=mark)
+        for command, (code, stdout, stderr) in zip(commands, outputs, strict=False):
+            if code not in batch.NOT_RUN:
+                self._ran.setdefault(command, deque()).append(
+                    ExecResult(list(command.argv), code, stdout, stderr)
+                )
+
+    def _exec(
+        self,
+        cmd: str | list[str],
+        *,
+        user: str | None,
+        env: dict[str, str] | None,
+        workdir: str | None,
+    ) -> ExecResult:
         try:
             code, (out, err) = self._container.exec_run(
                 cmd, user=user or "", environment=env, workdir=workdir, demux=True

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from .batch import Command
 from .errors import ImageCheckError
 from .spec import Criterion, load_spec
 
@@ -33,6 +34,20 @@ def criterion_function(criterion: Criterion) -> Callable[[pytest.FixtureRequest]
 def waive(item: pytest.Item, reason: str) -> None:
     """Run ``item`` but accept its failure on purpose: shown as waived, with the reason."""
     item.add_marker(pytest.mark.xfail(reason=WAIVED + reason, strict=False))
+
+
+def announced_commands(items: list[pytest.Item]) -> list[Command]:
+    """The commands the ``command`` criteria among ``items`` will run in the session
+    container, in order: announced to it so that they share one exec."""
+    return [
+        Command.of(
+            item.criterion.args["run"],
+            user=item.criterion.args.get("user"),
+            env=item.criterion.args.get("env"),
+        )
+        for item in items
+        if isinstance(item, CriterionItem) and item.criterion.check == "command"
+    ]
 
 
 class CriterionItem(pytest.Function):

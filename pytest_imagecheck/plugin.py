@@ -22,6 +22,7 @@ import docker
 import pytest
 import requests
 
+from .batch import Command
 from .build import BuildSpec, build_image, build_once, parse_build_arg
 from .container import LOG_TAIL_LINES, RunningContainer
 from .dockerfile import Dockerfile
@@ -40,7 +41,7 @@ from .errors import GpuUnavailable, ImageCheckError
 from .evidence import collecting
 from .gpu import GpuHost, NvmlUnavailable, read_gpu_host
 from .image import ImageUnderTest
-from .items import CriteriaFile, CriterionItem, waive
+from .items import CriteriaFile, CriterionItem, announced_commands, waive
 from .report import LayerRow, ReportData, Verdict, write_report
 from .verdicts import identity_of, verdict_of
 
@@ -157,13 +158,15 @@ def _resolve_settings(config: pytest.Config) -> Settings:
 
 
 class _State:
-    """Per-process state: the session id and the engine, connected on first use."""
+    """Per-process state: the session id, the engine (connected on first use) and the
+    commands the collected YAML criteria will run in the session container."""
 
     def __init__(self, settings: Settings, session_id: str) -> None:
         self.settings = settings
         self.session_id = session_id
         self._engine: Engine | None = None
         self.workers_used_engine = False
+        self.announced: list[Command] = []
 
     @property
     def connected(self) -> bool:
@@ -261,6 +264,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                     'e.g. @pytest.mark.waive("base pinned upstream, tracked in OPS-12")'
                 )
             waive(item, reason)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note the commands the YAML criteria will run, for the session container to batch."""
+    session.config.stash[_STATE].announced = announced_commands(session.items)
 
 
 class _EvidenceReport:
@@ -557,6 +565,7 @@ def container(
     settings = pytestconfig.stash[_SETTINGS]
     with _errors_as_failures():
         running = imagecheck_engine.run(image, gpus=settings.gpus)
+    running.announce(pytestconfig.stash[_STATE].announced)
     yield running
     imagecheck_engine.remove(running)
 
