@@ -51,6 +51,18 @@ class ExecResult:
         return self.exit_code == 0
 
 
+def stop_reason(state: dict[str, Any]) -> str | None:
+    """Why a container whose inspect ``State`` this is is not running, or ``None`` if it is."""
+    if state.get("Running"):
+        return None
+    reason = f"exited with code {state.get('ExitCode')}"
+    if state.get("OOMKilled"):
+        reason += " (killed: out of memory)"
+    if state.get("Error"):
+        reason += f" ({state['Error']})"
+    return reason
+
+
 class RunningContainer:
     """One container of the image under test, started by the plugin and removed by it.
 
@@ -166,15 +178,7 @@ class RunningContainer:
 
     def stopped(self) -> str | None:
         """Why the container is not running (``exited with code 3``), or ``None`` if it is."""
-        state = self.attrs["State"]
-        if state.get("Running"):
-            return None
-        reason = f"exited with code {state.get('ExitCode')}"
-        if state.get("OOMKilled"):
-            reason += " (killed: out of memory)"
-        if state.get("Error"):
-            reason += f" ({state['Error']})"
-        return reason
+        return stop_reason(self.attrs["State"])
 
     def ensure_running(self) -> None:
         """Raise :class:`ContainerFailed` with the exit code and log tail unless running."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -45,6 +46,29 @@ def test_503_until_ready_service_passes_once_it_turns_200(service) -> None:
     assert facts["final_status"] == 200
     assert '"status": "ready"' in facts["final_body"]
     assert facts["time_to_ready"] is not None
+
+
+def test_each_poll_inspects_the_container_only_after_a_wrong_answer(
+    service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = service(env={"READY_AFTER": 1})
+    inspects = []
+    real_reload = container._container.reload
+
+    def reload() -> None:  # a counting spy: every call is a real inspect
+        inspects.append(time.monotonic())
+        real_reload()
+
+    monkeypatch.setattr(container._container, "reload", reload)
+    with collecting() as evidence:
+        assert_endpoint_ready(container, "/health/ready", interval="100ms")
+    attempts = evidence[0].facts["attempts"]
+    assert attempts > 1
+    # One inspect for the published port, one after each 503, none after the 200.
+    assert len(inspects) == 1 + attempts - 1
+    inspects.clear()
+    assert_endpoint_ready(container, "/health/ready")
+    assert len(inspects) == 1
 
 
 def test_service_stuck_at_503_fails_with_the_last_body(service) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 import tenacity
 
+from ..container import stop_reason
 from ..errors import ImageCheckError
 from ..evidence import record
 from ..units import format_duration, parse_duration
@@ -98,14 +99,18 @@ def default_port(container: RunningContainer) -> int | str:
 
 
 def stopped_early(container: RunningContainer, waiting_for: str) -> str | None:
-    """Why waiting for ``waiting_for`` is pointless (the container exited or is unhealthy)."""
-    stopped = container.stopped()
+    """Why waiting for ``waiting_for`` is pointless (the container exited or is unhealthy).
+
+    One inspect of the container.
+    """
+    state = container.attrs["State"]
+    stopped = stop_reason(state)
     if stopped is not None:
         return (
             f"container {container.name} {stopped} before {waiting_for}; last log lines:\n"
             f"{container.log_tail()}"
         )
-    if container.health == "unhealthy":
+    if (state.get("Health") or {}).get("Status") == "unhealthy":
         return (
             f"container {container.name} turned unhealthy before {waiting_for}; "
             f"last probes:\n{probe_lines(container)}"
@@ -155,9 +160,15 @@ def assert_endpoint_ready(
     def poll() -> Answer:
         nonlocal attempts
         attempts += 1
-        stopped = stopped_early(container, f"{path} answered")
-        if stopped is not None:
-            return Answer(None, "", stopped=stopped)
+        answer = ask()
+        if not answer.matches:
+            # Only a wrong answer costs an inspect: did the container exit or turn unhealthy?
+            stopped = stopped_early(container, f"{path} answered")
+            if stopped is not None:
+                return Answer(answer.status, answer.body, stopped=stopped)
+        return answer
+
+    def ask() -> Answer:
         try:
             response = session.get(url, timeout=max(pause.total_seconds(), 2.0))
         except requests.RequestException as exc:
