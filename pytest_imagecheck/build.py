@@ -27,13 +27,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 
-from .dockerfile import Dockerfile
 from .errors import BuildFailed, ImageCheckError
+
+if TYPE_CHECKING:
+    from .dockerfile import Dockerfile
 
 Progress = Callable[[str], None]
 
@@ -86,6 +88,8 @@ class BuildSpec:
                 f"--build-context {self.context} is not a directory: pass the folder that holds "
                 "the files the Dockerfile copies"
             )
+        from .dockerfile import Dockerfile
+
         dockerfile = Dockerfile.parse(self.dockerfile_path, build_args=self.build_args)
         if self.target:
             dockerfile.check_target(self.target)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .batch import Command
 from .errors import ImageCheckError
-from .spec import Criterion, load_spec
+
+if TYPE_CHECKING:
+    from .spec import Criterion
 
 #: Where a waived criterion's reason starts, in xfail reasons and reports.
 WAIVED = "waived: "
@@ -69,6 +71,8 @@ class CriteriaFile(pytest.File):
     """An ``imagecheck.yaml``; an invalid one fails collection with file, line and fix."""
 
     def collect(self) -> Iterator[CriterionItem]:
+        from .spec import load_spec
+
         try:
             spec = load_spec(self.path)
         except ImageCheckError as exc:

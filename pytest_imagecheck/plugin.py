@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import pytest
@@ -25,7 +25,6 @@ import requests
 from .batch import Command
 from .build import BuildSpec, build_image, build_once, parse_build_arg
 from .container import LOG_TAIL_LINES, RunningContainer
-from .dockerfile import Dockerfile
 from .engine import (
     ENGINE_ERRORS,
     LABEL_SESSION,
@@ -39,11 +38,13 @@ from .engine import (
 )
 from .errors import GpuUnavailable, ImageCheckError
 from .evidence import collecting
-from .gpu import GpuHost, NvmlUnavailable, read_gpu_host
 from .image import ImageUnderTest
 from .items import CriteriaFile, CriterionItem, announced_commands, waive
-from .report import LayerRow, ReportData, Verdict, write_report
-from .verdicts import identity_of, verdict_of
+
+if TYPE_CHECKING:
+    from .dockerfile import Dockerfile
+    from .gpu import GpuHost
+    from .report import Verdict
 
 _SETTINGS = pytest.StashKey["Settings"]()
 _STATE = pytest.StashKey["_State"]()
@@ -285,12 +286,17 @@ class _EvidenceReport:
         self.written: list[Path] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from .verdicts import verdict_of
+
         verdict = verdict_of(report, self.verdicts.get(report.nodeid))
         if verdict is not None:
             self.verdicts[report.nodeid] = verdict
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from .report import LayerRow, ReportData, write_report
+        from .verdicts import identity_of
+
         image, engine_version = self._image()
         budget = next(
             (
@@ -607,6 +613,8 @@ def gpu_host() -> GpuHost:
 
     Tests that use it skip, with the reason, where there is no NVIDIA driver.
     """
+    from .gpu import NvmlUnavailable, read_gpu_host
+
     try:
         return read_gpu_host()
     except NvmlUnavailable as exc:
@@ -625,5 +633,7 @@ def dockerfile(pytestconfig: pytest.Config) -> Dockerfile:
         if settings.build is not None:
             return settings.build.validate()
         if settings.dockerfile is not None:
+            from .dockerfile import Dockerfile
+
             return Dockerfile.parse(settings.dockerfile, build_args=settings.build_args)
     pytest.skip("no Dockerfile known: pass --build-context DIR or --dockerfile PATH")

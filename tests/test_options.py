@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 OPTIONS = [
@@ -42,3 +45,27 @@ def test_command_line_wins_over_ini(pytester: pytest.Pytester, sample_image: str
     pytester.makeini("[pytest]\nimagecheck_image = imagecheck-test/not-there:1\n")
     pytester.makepyfile("def test_user(image):\n    assert image.user == 'svc'\n")
     pytester.runpytest(f"--image={sample_image}").assert_outcomes(passed=1)
+
+
+def test_loading_the_plugin_imports_no_check_and_every_public_name_resolves() -> None:
+    # pytest loads the plugin in every session, also of projects that never start a container:
+    # the checks, the YAML spec, the report and NVML load when a session first uses them.
+    code = (
+        "import sys, pytest_imagecheck.plugin\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+        "import pytest_imagecheck as package\n"
+        "for name in package.__all__: getattr(package, name)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    for module in (
+        "pytest_imagecheck.checks.cuda",
+        "pytest_imagecheck.checks.secrets",
+        "pytest_imagecheck.spec",
+        "pytest_imagecheck.report",
+        "pytest_imagecheck.dockerfile",
+        "pytest_imagecheck.gpu",
+        "pynvml",
+        "yaml",
+    ):
+        assert module not in loaded
