@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 #: How many log lines failure messages and reports carry.
 LOG_TAIL_LINES = 40
 
+#: A path's archive header, and the bytes of a regular file when asked for.
+ArchiveEntry = tuple[tarfile.TarInfo, bytes | None]
+
 
 @dataclass(frozen=True)
 class HealthProbe:
@@ -75,6 +78,8 @@ class RunningContainer:
         self.engine = engine
         self._announced: list[Command] = []
         self._ran: dict[Command, deque[ExecResult]] = {}
+        self._reads: dict[str, tuple[int, bool]] = {}  # path: (announced uses left, content)
+        self._read: dict[str, ArchiveEntry | FileNotFoundError] = {}
 
     def __repr__(self) -> str:
         return f"<RunningContainer {self.name} of {self.image.ref}>"
@@ -203,16 +208,26 @@ class RunningContainer:
                 return int(row[uid_col])
         raise ContainerFailed(f"PID 1 of {self.name} is not in the engine's process table")
 
-    def announce(self, commands: Iterable[Command]) -> None:
-        """Say which commands tests will :meth:`exec`, so that they share execs.
+    def announce(
+        self, commands: Iterable[Command] = (), reads: Iterable[tuple[str, bool]] = ()
+    ) -> None:
+        """Say which commands tests will :meth:`exec` and which paths they will read, so
+        that they share execs and reads.
 
         The first exec of an announced command runs every announced command with the same
         user, environment and working directory, in order, in one ``/bin/sh`` (see
         :mod:`pytest_imagecheck.batch` for how that stays an exact exec of each); each exec
         of one of them then returns its own result, once. Commands not announced, and
         everything in an image without ``/bin/sh``, get an exec each.
+
+        ``reads`` are ``(path, content)``, one per use: the first read of an announced path
+        (:meth:`archive_entry`, :meth:`read_file`) reads it once for all its announced uses,
+        with its content when one of them wants it; reads beyond those go to the engine.
         """
         self._announced += [command for command in commands if command.batchable]
+        for path, content in reads:
+            uses, wants = self._reads.get(path, (0, False))
+            self._reads[path] = (uses + 1, wants or content)
 
     def exec(
         self,
@@ -282,19 +297,46 @@ class RunningContainer:
         )
 
     def read_file(self, path: str) -> bytes:
-        """Read one file from the container's filesystem (no shell or ``cat`` needed)."""
+        """Read one file from the container's filesystem (no shell or ``cat`` needed).
+
+        Symbolic links are followed inside the container, as ``cat`` would.
+        """
+        if path in self._reads:
+            data = self.archive_entry(path, content=True)[1]
+            if data is not None:
+                return data
         return read_archive_file(self._container, path, owner=self.name)
 
-    def archive_entry(
-        self, path: str, *, content: bool = False
-    ) -> tuple[tarfile.TarInfo, bytes | None]:
+    def archive_entry(self, path: str, *, content: bool = False) -> ArchiveEntry:
         """The archive header of ``path`` itself (type, mode, uid, gid; a symlink is not
         followed) and, with ``content``, the bytes of a regular file.
 
         One call to the engine's archive API, no shell; reading stops after the first entry,
-        so a large directory is not downloaded. Raises :class:`FileNotFoundError` when
-        ``path`` does not exist.
+        so a large directory is not downloaded. An announced path is read once for all its
+        announced uses (:meth:`announce`). Raises :class:`FileNotFoundError` when ``path``
+        does not exist.
         """
+        uses, wants = self._reads.get(path, (0, False))
+        if not uses:
+            return self._archive_entry(path, content=content)
+        if path not in self._read:
+            try:
+                self._read[path] = self._archive_entry(path, content=wants or content)
+            except FileNotFoundError as missing:
+                self._read[path] = missing
+        found = self._read[path]
+        if uses == 1:
+            del self._reads[path], self._read[path]
+        else:
+            self._reads[path] = (uses - 1, wants)
+        if isinstance(found, FileNotFoundError):
+            raise FileNotFoundError(*found.args)
+        entry, data = found
+        if content and data is None and entry.isfile():
+            return self._archive_entry(path, content=True)
+        return entry, data if content else None
+
+    def _archive_entry(self, path: str, *, content: bool) -> ArchiveEntry:
         try:
             chunks, _ = self._container.get_archive(path)
         except docker.errors.NotFound:

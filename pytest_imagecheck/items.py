@@ -42,14 +42,32 @@ def announced_commands(items: list[pytest.Item]) -> list[Command]:
     """The commands the ``command`` criteria among ``items`` will run in the session
     container, in order: announced to it so that they share one exec."""
     return [
-        Command.of(
-            item.criterion.args["run"],
-            user=item.criterion.args.get("user"),
-            env=item.criterion.args.get("env"),
-        )
-        for item in items
-        if isinstance(item, CriterionItem) and item.criterion.check == "command"
+        Command.of(args["run"], user=args.get("user"), env=args.get("env"))
+        for check, args in _criteria(items)
+        if check == "command"
     ]
+
+
+def announced_reads(items: list[pytest.Item]) -> list[tuple[str, bool]]:
+    """The paths the ``file`` criteria among ``items`` will read in the session container,
+    one per use, and whether that use needs the content: announced so that each path is read
+    once. Owners and groups named by name are looked up in ``/etc/passwd`` and ``/etc/group``."""
+    reads = []
+    for check, args in _criteria(items):
+        if check == "file":
+            content = args.get("contains") is not None or args.get("matches") is not None
+            reads.append((args["path"], content))
+            reads += [(table, True) for key, table in _TABLES.items() if args.get(key) is not None]
+    return reads
+
+
+_TABLES = {"owner": "/etc/passwd", "group": "/etc/group"}
+
+
+def _criteria(items: list[pytest.Item]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for item in items:
+        if isinstance(item, CriterionItem):
+            yield item.criterion.check, item.criterion.args
 
 
 class CriterionItem(pytest.Function):

@@ -39,7 +39,7 @@ from .engine import (
 from .errors import GpuUnavailable, ImageCheckError
 from .evidence import collecting
 from .image import ImageUnderTest
-from .items import CriteriaFile, CriterionItem, announced_commands, waive
+from .items import CriteriaFile, CriterionItem, announced_commands, announced_reads, waive
 
 if TYPE_CHECKING:
     from .dockerfile import Dockerfile
@@ -160,14 +160,15 @@ def _resolve_settings(config: pytest.Config) -> Settings:
 
 class _State:
     """Per-process state: the session id, the engine (connected on first use) and the
-    commands the collected YAML criteria will run in the session container."""
+    commands and reads the collected YAML criteria will make in the session container."""
 
     def __init__(self, settings: Settings, session_id: str) -> None:
         self.settings = settings
         self.session_id = session_id
         self._engine: Engine | None = None
         self.workers_used_engine = False
-        self.announced: list[Command] = []
+        self.commands: list[Command] = []
+        self.reads: list[tuple[str, bool]] = []
 
     @property
     def connected(self) -> bool:
@@ -268,8 +269,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Note the commands the YAML criteria will run, for the session container to batch."""
-    session.config.stash[_STATE].announced = announced_commands(session.items)
+    """Note the commands and reads of the YAML criteria, for the session container to batch."""
+    state = session.config.stash[_STATE]
+    state.commands = announced_commands(session.items)
+    state.reads = announced_reads(session.items)
 
 
 class _EvidenceReport:
@@ -571,7 +574,8 @@ def container(
     settings = pytestconfig.stash[_SETTINGS]
     with _errors_as_failures():
         running = imagecheck_engine.run(image, gpus=settings.gpus)
-    running.announce(pytestconfig.stash[_STATE].announced)
+    state = pytestconfig.stash[_STATE]
+    running.announce(state.commands, state.reads)
     yield running
     imagecheck_engine.remove(running)
 

@@ -1,9 +1,10 @@
-"""Announced commands share one exec, and each still gets exactly what an exec of it gets.
+"""Announced commands share one exec, and each still gets exactly what an exec of it gets;
+announced reads of one path share one archive read.
 
 The script is checked first with the host's own shells (dash and busybox ash, the two
 ``/bin/sh`` of the test images) on arbitrary arguments; then on the real engine, every
 command of a table is run batched and alone in the same container and the results compared;
-last, a YAML suite through the plugin is counted in the engine's exec events.
+last, a YAML suite through the plugin is counted in the engine's exec and archive events.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pytest_imagecheck.batch import Command, new_mark, script, split_output
+from pytest_imagecheck.checks.structure import assert_file
 from pytest_imagecheck.container import ExecResult, RunningContainer
 from pytest_imagecheck.engine import Engine
 from tests.test_injection import CONTAINER_MARKER, INNER, PAYLOAD_IDS, payloads
@@ -247,6 +249,34 @@ def test_environment_a_shell_would_not_pass_on_is_not_batched(
         engine.remove(container)
 
 
+def test_announced_reads_of_a_path_share_one_archive_read(
+    engine: Engine, sample_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = engine.run(engine.image(sample_image))
+    try:
+        raw = container._container
+        real, paths = raw.get_archive, []
+
+        def get_archive(path: str, *args: Any, **kwargs: Any) -> Any:  # a counting spy
+            paths.append(path)
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(raw, "get_archive", get_archive)
+        page = "/srv/www/index.html"
+        container.announce(
+            reads=[(page, False), ("/etc/passwd", True), (page, True), ("/nope", False)]
+        )
+        assert_file(container, page, kind="file", owner="root")
+        assert_file(container, page, contains="<")
+        assert_file(container, "/nope", exists=False)
+        assert paths == [page, "/etc/passwd", "/nope"]
+        with pytest.raises(AssertionError, match="/nope does not exist"):
+            assert_file(container, "/nope")  # beyond the announced uses: read again
+        assert paths[-1] == "/nope" and len(paths) == 4
+    finally:
+        engine.remove(container)
+
+
 def test_yaml_command_criteria_share_one_exec_of_the_session_container(
     pytester: pytest.Pytester, sample_image: str, client: docker.DockerClient
 ) -> None:
@@ -272,6 +302,10 @@ def test_yaml_command_criteria_share_one_exec_of_the_session_container(
           - check: file
             path: /srv/www
             kind: dir
+            owner: root
+          - check: file
+            path: /srv/www
+            mode: "0755"
           - check: command
             run: [sh, -c, "exit 4"]
             exit_code: 4
@@ -286,18 +320,20 @@ def test_yaml_command_criteria_share_one_exec_of_the_session_container(
     )
     since = int(time.time()) - 1
     result = pytester.runpytest(*INNER, f"--image={sample_image}", "-v")
-    result.assert_outcomes(passed=5, failed=1)
+    result.assert_outcomes(passed=6, failed=1)
     result.stdout.fnmatch_lines(["*command `id -u` in container * exited with 0: stdout does*"])
     name = (pytester.path / "container-name").read_text()
-    execs = [
-        event
+    events = [
+        event["Action"]
         for event in client.events(
             since=since,
             until=int(time.time()) + 1,
             decode=True,
-            filters={"type": "container", "event": "exec_create"},
+            filters={"type": "container", "event": ["exec_create", "archive-path"]},
         )
         if event["Actor"]["Attributes"].get("name") == name
     ]
     # One shell for the four commands of the image's user, one for the command run as root.
-    assert len(execs) == 2, [event["Action"] for event in execs]
+    assert len([action for action in events if action.startswith("exec_create")]) == 2, events
+    # One read of /srv/www for both file criteria, one of /etc/passwd for the owner.
+    assert events.count("archive-path") == 2, events
