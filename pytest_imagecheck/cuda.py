@@ -242,7 +242,8 @@ def parse_compiler_output(compiler: Compiler, result: ExecResult) -> Compiler:
     return replace(compiler, error=f"exit code {result.exit_code}: {said}")
 
 
-def _keep(path: str, size: int) -> bool:
+def keep_file(path: str, size: int) -> bool:
+    """Whether a layer read keeps this file's bytes: a version file the facts are read from."""
     return any(pattern.search(path) for pattern in _KEPT)
 
 
@@ -252,7 +253,7 @@ def read_cuda_facts(image: ImageUnderTest, container: RunningContainer | None = 
     ``nvcc``/``ptxas --version`` run in ``container`` when given, else in a container of the
     image started with entrypoint ``sleep infinity`` and removed afterwards.
     """
-    layers = image.layer_contents(keep=_keep)
+    layers = image.layer_contents(keep=keep_file)
     present = {entry.path: (entry, index) for entry, index in final_filesystem(layers)}
     env = image.env
     toolkit: list[Found] = []

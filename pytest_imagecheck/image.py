@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import docker.errors
 
 from .errors import ImageCheckError
-from .layers import KeepContent, LayerContents, read_saved_image, stream_of
+from .layers import KeepContent, LayerContents, SharedLayers, read_saved_image, stream_of
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -134,6 +134,9 @@ class ImageUnderTest:
     history: list[dict[str, Any]] = field(repr=False)
     ref: str = ""
     engine: Engine | None = field(default=None, repr=False, compare=False)
+    _layers_read: SharedLayers = field(
+        default_factory=SharedLayers, init=False, repr=False, compare=False
+    )
 
     def __repr__(self) -> str:
         return f"<ImageUnderTest {self.ref} {self.short_id}>"
@@ -263,11 +266,19 @@ class ImageUnderTest:
         Memory stays proportional to the number of files, not their size. ``keep(path, size)``
         selects small files whose bytes to keep (``LayerContents.contents``). Each layer's
         ``step`` indexes :attr:`layers`: the instruction that made it.
+
+        The image is streamed once for all calls without ``keep`` or with a predicate listed
+        in :data:`~pytest_imagecheck.layers.SHARED_KEEPS`; any other predicate streams again.
+        The listing is shared between those calls: treat it as read-only.
         """
-        if self.engine is None:
+        engine = self.engine
+        if engine is None:
             raise ImageCheckError(f"cannot read the layers of {self.ref}: no engine attached")
-        return read_saved_image(
-            self.engine.save(self.id), self.diff_ids, keep=keep, image_id=self.id
+        return self._layers_read.get(
+            keep,
+            lambda union: read_saved_image(
+                engine.save(self.id), self.diff_ids, keep=union, image_id=self.id
+            ),
         )
 
     def read_file(self, path: str) -> bytes:

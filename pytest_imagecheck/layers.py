@@ -3,11 +3,17 @@
 Nothing is held in memory but the file listing (and, on request, the bytes of a few small
 files), so a 10 GB image is read in constant memory. Each layer is identified by hashing its
 tar as it streams past: the hash is the layer's diff ID, which places it in build order.
+
+Several checks read the layers of one image (wasted bytes, secrets, CUDA facts). Their
+keep-predicates are listed in :data:`SHARED_KEEPS`, so the first read keeps what each of them
+wants and :class:`SharedLayers` serves the others from it, whichever check runs first.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
 import io
 import json
 import posixpath
@@ -21,6 +27,13 @@ OPAQUE_MARKER = ".wh..wh..opq"
 
 #: Decides whether to keep a file's bytes while streaming: ``(path, size) -> bool``.
 KeepContent = Callable[[str, int], bool]
+
+#: The keep-predicates of the checks that read every layer, as ``module.function``: an image's
+#: first read keeps what each of them selects, so it serves them all, whichever runs first.
+SHARED_KEEPS = (
+    "pytest_imagecheck.checks.secrets.keep_file",
+    "pytest_imagecheck.cuda.keep_file",
+)
 
 
 @dataclass(frozen=True)
@@ -188,6 +201,48 @@ def read_saved_image(
         replace(by_digest.get(diff_id) or LayerContents(index, diff_id), index=index, step=step)
         for index, (diff_id, step) in enumerate(zip(diff_ids, steps, strict=True))
     ]
+
+
+class SharedLayers:
+    """One image's layers, read once and shared by every call whose keep-predicate it served.
+
+    The first :meth:`get` reads, keeping the bytes that the predicates of
+    :data:`SHARED_KEEPS` and the caller's own select. A later call with any of those
+    predicates, or none, is served from that read; a call with another predicate (an ad-hoc
+    lambda) reads again, and its read replaces the one kept. The file listing is shared
+    between callers: treat it as read-only.
+    """
+
+    def __init__(self) -> None:
+        self._layers: list[LayerContents] | None = None
+        self._kept_for: frozenset[KeepContent] = frozenset()
+
+    def get(
+        self, keep: KeepContent | None, read: Callable[[KeepContent], list[LayerContents]]
+    ) -> list[LayerContents]:
+        """The layers, each with only the bytes ``keep`` selects.
+
+        On a miss, ``read(union)`` streams the image, keeping what any of the shared
+        predicates or ``keep`` selects.
+        """
+        if self._layers is None or (keep is not None and keep not in self._kept_for):
+            keeps = _shared_keeps() | ({keep} if keep is not None else set())
+            self._layers = read(lambda path, size: any(k(path, size) for k in keeps))
+            self._kept_for = keeps
+        return [replace(layer, contents=_selected(layer.contents, keep)) for layer in self._layers]
+
+
+@functools.cache
+def _shared_keeps() -> frozenset[KeepContent]:
+    """The functions :data:`SHARED_KEEPS` names, imported on the first read."""
+    targets = (target.rpartition(".") for target in SHARED_KEEPS)
+    return frozenset(getattr(importlib.import_module(module), name) for module, _, name in targets)
+
+
+def _selected(contents: dict[str, bytes], keep: KeepContent | None) -> dict[str, bytes]:
+    if keep is None:
+        return {}
+    return {path: data for path, data in contents.items() if keep(path, len(data))}
 
 
 def final_filesystem(layers: list[LayerContents]) -> Iterator[tuple[FileEntry, int]]:

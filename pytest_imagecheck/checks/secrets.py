@@ -442,6 +442,11 @@ def _is_candidate(path: str) -> bool:
     )
 
 
+def keep_file(path: str, size: int) -> bool:
+    """Whether a layer read keeps this file's bytes: a file whose name makes it a candidate."""
+    return _is_candidate(path)
+
+
 def _file_rule(path: str, content: bytes | None) -> str | None:
     """The rule a candidate file breaks, from its name and (when kept) its content."""
     base = posixpath.basename(path)
@@ -475,7 +480,7 @@ def _later_fate(layers: list[LayerContents], layer: LayerContents, path: str) ->
 
 
 def _file_findings(image: ImageUnderTest) -> Iterator[Finding]:
-    layers = image.layer_contents(keep=lambda path, _size: _is_candidate(path))
+    layers = image.layer_contents(keep=keep_file)
     steps = image.layers
     found: dict[str, tuple[str, list[str]]] = {}
     for layer in layers:

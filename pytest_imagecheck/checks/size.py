@@ -206,7 +206,9 @@ def assert_size_within(
     ``wasted``
         bytes of files that a later layer overwrites or deletes (see :func:`wasted_files`);
         ``0`` is allowed and means no waste at all. Checking it streams ``docker save``
-        of the image once, in memory that grows with the number of files, not their size;
+        of the image once, in memory that grows with the number of files, not their size,
+        a read that :func:`~pytest_imagecheck.checks.secrets.assert_no_secrets` and
+        :func:`~pytest_imagecheck.cuda.read_cuda_facts` on the same ``image`` share;
     ``baseline`` and ``growth``
         given together: the image may grow over the size in the baseline file by at most
         ``growth``, a percentage string such as ``"10%"``, or by ``growth_floor``

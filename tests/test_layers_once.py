@@ -1,0 +1,220 @@
+"""One ``docker save`` per image: the wasted-bytes, secrets and CUDA checks share one read.
+
+Every count here is of real exports: the spy wraps ``Engine.save`` and still streams the image
+from the engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import docker
+import pytest
+
+from pytest_imagecheck.checks.secrets import assert_no_secrets
+from pytest_imagecheck.checks.size import assert_size_within
+from pytest_imagecheck.cuda import CudaFacts, read_cuda_facts
+from pytest_imagecheck.engine import Engine
+from pytest_imagecheck.evidence import Evidence, collecting
+from pytest_imagecheck.image import ImageUnderTest
+
+KiB = 1024
+SITE = "/usr/local/lib/python3.11/dist-packages"
+
+# Layer b writes a .env file (a secret), CUDA and torch version files and a 64 KiB file that
+# layer b+1 overwrites (wasted); no nvcc or ptxas, so the CUDA facts start no container.
+RECIPE = """FROM {busybox}
+RUN mkdir -p /app /usr/local/cuda-13.0 {site}/torch \\
+ && echo "DB_PASSWORD=Tr0ub4dor-and-3-horses" > /app/.env \\
+ && echo '{{"cuda": {{"version": "13.0.96"}}}}' > /usr/local/cuda-13.0/version.json \\
+ && printf "__version__ = '2.14.1+cu130'\\ncuda = '13.0'\\n" > {site}/torch/version.py \\
+ && dd if=/dev/zero of=/app/model.bin bs=1K count=64
+RUN dd if=/dev/zero of=/app/model.bin bs=1K count=32
+"""
+
+#: Each check as a user calls it on the ``image`` fixture.
+CHECKS: dict[str, Callable[[ImageUnderTest], object]] = {
+    "size": lambda image: assert_size_within(image, wasted="1MB"),
+    "secrets": assert_no_secrets,
+    "cuda": read_cuda_facts,
+}
+
+
+@pytest.fixture(scope="module")
+def engine(client: docker.DockerClient) -> Engine:
+    return Engine(client, "tests-layers-once")
+
+
+@pytest.fixture(scope="module")
+def tag(build_image: Callable[..., str], busybox: str, worker_id: str) -> str:
+    """The image of ``RECIPE``, tagged per xdist worker: a worker's teardown untags its own."""
+    dockerfile = RECIPE.format(busybox=busybox, site=SITE)
+    return build_image(dockerfile, tag=f"imagecheck-test/layers-once:1-{worker_id}")
+
+
+@pytest.fixture
+def saves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The image IDs ``Engine.save`` streams from now on; each export still happens."""
+    streamed: list[str] = []
+    real_save = Engine.save
+
+    def counting_save(self: Engine, image_id: str) -> Iterator[bytes]:
+        streamed.append(image_id)
+        yield from real_save(self, image_id)
+
+    monkeypatch.setattr(Engine, "save", counting_save)
+    return streamed
+
+
+def outcome(check: str, image: ImageUnderTest) -> tuple[object, list[Evidence]]:
+    """What ``check`` gave on ``image`` (its result or failure message) and its evidence."""
+    with collecting() as evidence:
+        try:
+            result = CHECKS[check](image)
+        except AssertionError as failure:
+            result = f"failed: {failure}"
+    return result, evidence
+
+
+@pytest.fixture(scope="module")
+def alone(engine: Engine, tag: str) -> dict[str, tuple[object, list[Evidence]]]:
+    """Each check's outcome on an image object of its own: nothing shared with another check."""
+    return {check: outcome(check, engine.image(tag)) for check in CHECKS}
+
+
+def test_each_check_alone_finds_what_the_image_holds(
+    alone: dict[str, tuple[object, list[Evidence]]],
+) -> None:
+    size, size_evidence = alone["size"]
+    assert size is None
+    assert size_evidence[0].facts["wasted_bytes"] == 64 * KiB
+    secrets, _ = alone["secrets"]
+    assert isinstance(secrets, str)
+    assert "file:/app/.env (rule env-file)" in secrets
+    facts, _ = alone["cuda"]
+    assert isinstance(facts, CudaFacts)
+    assert facts.image_cuda is not None and facts.image_cuda.version == "13.0.96"
+    assert facts.torch is not None and facts.torch.cuda == "13.0"
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(CHECKS)), ids="-then-".join)
+def test_checks_on_one_image_in_any_order_stream_it_once(
+    engine: Engine,
+    tag: str,
+    alone: dict[str, tuple[object, list[Evidence]]],
+    saves: list[str],
+    order: tuple[str, ...],
+) -> None:
+    image = engine.image(tag)
+    seen = {check: outcome(check, image) for check in order}
+    assert len(saves) == 1
+    assert seen == alone
+
+
+def test_a_call_without_keep_gets_no_bytes_from_a_read_that_kept_some(
+    engine: Engine, tag: str, saves: list[str]
+) -> None:
+    image = engine.image(tag)
+    assert read_cuda_facts(image).torch is not None  # its read kept torch/version.py
+    assert [layer.contents for layer in image.layer_contents()] == [{}] * len(image.diff_ids)
+    assert len(saves) == 1
+
+
+def test_an_ad_hoc_keep_streams_again_and_gets_the_bytes_it_selects(
+    engine: Engine,
+    tag: str,
+    alone: dict[str, tuple[object, list[Evidence]]],
+    saves: list[str],
+) -> None:
+    image = engine.image(tag)
+    assert outcome("size", image) == alone["size"]
+    layers = image.layer_contents(keep=lambda path, _size: path == "/app/model.bin")
+    assert [list(layer.contents) for layer in layers if layer.contents] == [["/app/model.bin"]] * 2
+    assert [len(layer.contents["/app/model.bin"]) for layer in layers if layer.contents] == [
+        64 * KiB,
+        32 * KiB,
+    ]
+    assert outcome("secrets", image) == alone["secrets"]
+    assert outcome("cuda", image) == alone["cuda"]
+    assert len(saves) == 2
+
+
+#: Each YAML criterion and the verdict line ``-v`` prints for it.
+CRITERIA = {
+    "size": ("  - check: size\n    wasted: 1MB\n", "imagecheck.yaml::size wasted=1MB PASSED*"),
+    "no_secrets": ("  - check: no_secrets\n", "imagecheck.yaml::no_secrets FAILED*"),
+}
+
+
+@pytest.mark.parametrize(
+    "order", [("size", "no_secrets"), ("no_secrets", "size")], ids="-then-".join
+)
+def test_yaml_criteria_in_either_order_stream_the_image_once(
+    pytester: pytest.Pytester, tag: str, saves: list[str], order: tuple[str, str]
+) -> None:
+    criteria = "".join(CRITERIA[name][0] for name in order)
+    pytester.makefile(".yaml", imagecheck=f"version: 1\ncriteria:\n{criteria}")
+    result = pytester.runpytest(f"--image={tag}", "-v")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            *(CRITERIA[name][1] for name in order),
+            f"imagecheck.yaml:*: image {tag} carries 1 secret:",
+            "  file:/app/.env (rule env-file) in layer *",
+        ]
+    )
+    assert len(saves) == 1
+
+
+def test_python_tests_on_the_image_fixture_stream_it_once(
+    pytester: pytest.Pytester, tag: str, saves: list[str]
+) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_imagecheck import assert_no_secrets, assert_size_within, read_cuda_facts
+
+        def test_cuda(image):
+            assert read_cuda_facts(image).torch.cuda == "13.0"
+
+        def test_size(image):
+            assert_size_within(image, wasted="1MB")
+
+        def test_secrets(image):
+            assert_no_secrets(image, accept={"file:/app/.env": "test fixture"})
+        """
+    )
+    pytester.runpytest(f"--image={tag}").assert_outcomes(passed=3)
+    assert len(saves) == 1
+
+
+#: A fresh interpreter that imports the size check alone, then the other two after its read.
+FRESH_SESSION = """
+import sys
+from pytest_imagecheck.checks.size import assert_size_within
+from pytest_imagecheck.engine import Engine, connect
+
+saves = []
+real_save = Engine.save
+
+def counting_save(self, image_id):
+    saves.append(image_id)
+    yield from real_save(self, image_id)
+
+Engine.save = counting_save
+image = Engine(connect(), "tests-layers-once").image(sys.argv[1])
+assert_size_within(image, wasted="1MB")
+from pytest_imagecheck.checks.secrets import find_secrets
+from pytest_imagecheck.cuda import read_cuda_facts
+print([f.id for f in find_secrets(image)], read_cuda_facts(image).torch.cuda, len(saves))
+"""
+
+
+def test_the_first_read_keeps_files_for_checks_not_imported_yet(tag: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_SESSION, tag], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['file:/app/.env']", "13.0", "1"]
