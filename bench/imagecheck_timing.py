@@ -68,7 +68,13 @@ def pytest_configure(config: pytest.Config) -> None:
     _wrap(engine.Engine, "run", "container create + start")
     _wrap(engine.Engine, "remove", "container remove")
     _wrap(engine.Engine, "cleanup", "session cleanup (labelled leftovers)")
-    _wrap(container.RunningContainer, "exec", "of which: the exec calls", fixture_work=False)
+    _wrap(container.RunningContainer, "_exec", "of which: engine execs", fixture_work=False)
+    _wrap(
+        container.RunningContainer,
+        "_archive_entry",
+        "of which: engine archive reads",
+        fixture_work=False,
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import BENCH, REPO, Run, child_env, measure, pytest_argv, tool_binary
+from common import BENCH, REPO, Run, measure, pytest_argv, tool_binary
 
 TAG = "imagecheck-bench/large:3g-v1"
 BASE = "imagecheck-test/busybox:1"
@@ -139,14 +139,10 @@ def measure_size_only() -> Measured:
     return Measured(run, json.loads(run.stdout.strip().splitlines()[-1]))
 
 
-def measure_suite(junit: Path, whatif: bool = False) -> Measured:
-    """The image checks of bench/large/imagecheck.yaml through pytest; per-check seconds.
-
-    ``whatif`` loads bench/imagecheck_whatif.py (layers streamed once per session).
-    """
+def measure_suite(junit: Path) -> Measured:
+    """The image checks of bench/large/imagecheck.yaml through pytest; per-check seconds."""
     run = measure(
         pytest_argv(
-            *(["-p", "imagecheck_whatif"] if whatif else []),
             f"--image={TAG}",
             "bench/large",
             "-q",
@@ -156,7 +152,6 @@ def measure_suite(junit: Path, whatif: bool = False) -> Measured:
             "no:benchmark",
             f"--junitxml={junit}",
         ),
-        env=child_env(PYTHONPATH=str(BENCH)) if whatif else None,
     ).check()
     checks = {
         case.get("name"): float(case.get("time", 0))
@@ -208,7 +203,7 @@ def measure_save() -> Measured:
 
 def run(client, repeat: int = 1, progress=print) -> dict:
     image = ensure(client, progress=progress)
-    names = ("save", "size_only", "suite", "suite_whatif", "dive")
+    names = ("save", "size_only", "suite", "dive")
     results: dict[str, list[Measured]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(repeat):
@@ -216,7 +211,6 @@ def run(client, repeat: int = 1, progress=print) -> dict:
                 ("save", measure_save),
                 ("size_only", measure_size_only),
                 ("suite", lambda: measure_suite(Path(tmp) / "large.xml")),
-                ("suite_whatif", lambda: measure_suite(Path(tmp) / "whatif.xml", whatif=True)),
                 ("dive", measure_dive),
             ):
                 progress(f"  large image: {name} (round {round_ + 1}/{repeat})")

@@ -41,7 +41,6 @@ SEGMENT_COLORS = [
 ]
 #: Shorter names for the suite's long run names.
 SHORT = {
-    "what-if: plugin + one exec for all commands, cached archive reads": "what-if: plugin + fixes",
     "plugin, no bytecode cache (this machine's default)": "plugin, no bytecode cache",
     "plugin, every plugin installed here": "plugin, every plugin here",
 }
@@ -244,7 +243,6 @@ def large_panel(c: Canvas, large: dict) -> None:
         "save": "docker save > /dev/null",
         "size_only": "assert_size_within(wasted=)",
         "suite": "plugin: 5 image checks (pytest)",
-        "suite_whatif": "what-if: layers streamed once",
         "dive": "dive --ci",
     }
     rows_time, rows_mem = [], []

