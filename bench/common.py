@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,7 @@ RESULTS = BENCH / "results"
 #: Where pytest's rewritten modules are cached (this machine sets PYTHONDONTWRITEBYTECODE=1,
 #: which would make every pytest run rewrite the plugin again; a user's machine caches them).
 PYCACHE = BENCH / ".cache" / "pycache"
+VENV = BENCH / ".cache" / "venv"
 
 SERVICE = "imagecheck-test/service:1"
 SUITE_IMAGE = "imagecheck-bench/suite:1"
@@ -213,6 +215,27 @@ def ensure_suite_image(client) -> str:
             path=str(BENCH / "images" / "suite"), tag=SUITE_IMAGE, rm=True, forcerm=True
         )
     return SUITE_IMAGE
+
+
+def fresh_venv(progress=print) -> Path | None:
+    """A virtual environment holding only pytest-imagecheck (editable) and its dependencies,
+    as a user's CI job has: made once from PyPI, kept in bench/.cache. ``None`` if pip fails."""
+    python = VENV / "bin" / "python"
+    if python.exists():
+        return python
+    progress(f"  making {VENV} (pip install -e {REPO})")
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-e", str(REPO)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        progress(f"  no fresh venv (pip failed): {done.stderr.strip()[-300:]}")
+        shutil.rmtree(VENV, ignore_errors=True)
+        return None
+    return python
 
 
 def pytest_argv(*args: str) -> list[str]:

@@ -43,6 +43,7 @@ SEGMENT_COLORS = [
 SHORT = {
     "plugin, no bytecode cache (this machine's default)": "plugin, no bytecode cache",
     "plugin, every plugin installed here": "plugin, every plugin here",
+    "plugin, in a venv with only pytest-imagecheck": "plugin, venv with only it",
 }
 
 

@@ -66,6 +66,16 @@ def suite_table(suite: dict) -> list[str]:
         ),
         f"| plugin / floor with commands in one exec | "
         f"{ratios['plugin_over_batched_floor']:.2f}x | (reference) | |",
+        *(
+            [
+                f"| container-structure-test / plugin in a venv with only it | "
+                f"{ratios['cst_over_fresh_venv']:.2f}x | (as a CI job runs it) | |",
+                f"| plugin in a venv with only it / floor | "
+                f"{ratios['fresh_venv_over_floor']:.2f}x | (as a CI job runs it) | |",
+            ]
+            if "cst_over_fresh_venv" in ratios
+            else []
+        ),
     ]
     loads = suite.get("load_average_1min") or []
     if loads:

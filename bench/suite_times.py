@@ -22,6 +22,7 @@ from common import (
     Stats,
     child_env,
     ensure_suite_image,
+    fresh_venv,
     measure,
     pytest_argv,
     tool_binary,
@@ -39,6 +40,11 @@ PLUGIN_ARGS = [
     "-p",
     "no:benchmark",
 ]
+
+
+#: The plugin as a user's CI job runs it: a virtual environment with nothing else installed
+#: (pytest loads fewer plugins' entry points, imports less).
+FRESH_VENV = "plugin, in a venv with only pytest-imagecheck"
 
 
 def commands() -> dict[str, list[str]]:
@@ -120,6 +126,9 @@ def run(client, repeat: int = 5, progress=print) -> dict:
             {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         ),
     }
+    venv_python = fresh_venv(progress)
+    if venv_python is not None:
+        extras[FRESH_VENV] = ([str(venv_python), "-m", "pytest", *PLUGIN_ARGS], child_env())
     for argv in runs.values():  # warm-up: caches, and a failing tool stops the run here
         measure(argv).check()
     walls: dict[str, list[float]] = {name: [] for name in [*runs, *extras]}
@@ -145,6 +154,15 @@ def run(client, repeat: int = 5, progress=print) -> dict:
             "cst_over_plugin": stats["container-structure-test"].median / plugin,
             "plugin_over_floor": plugin / stats["floor"].median,
             "plugin_over_batched_floor": plugin / stats["floor, commands in one exec"].median,
+            **(
+                {
+                    "cst_over_fresh_venv": stats["container-structure-test"].median
+                    / stats[FRESH_VENV].median,
+                    "fresh_venv_over_floor": stats[FRESH_VENV].median / stats["floor"].median,
+                }
+                if FRESH_VENV in stats
+                else {}
+            ),
         },
         "load_average_1min": loads,
         "breakdown": breakdown(),
