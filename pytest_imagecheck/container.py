@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import itertools
 import tarfile
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,12 @@ def stop_reason(state: dict[str, Any]) -> str | None:
     return reason
 
 
+def health_of(state: dict[str, Any]) -> str | None:
+    """The health status in a container's inspect ``State``; ``None`` without HEALTHCHECK."""
+    health = state.get("Health")
+    return str(health["Status"]) if health else None
+
+
 class RunningContainer:
     """One container of the image under test, started by the plugin and removed by it.
 
@@ -76,10 +83,8 @@ class RunningContainer:
         self._container = container
         self.image = image
         self.engine = engine
-        self._announced: list[Command] = []
-        self._ran: dict[Command, deque[ExecResult]] = {}
-        self._reads: dict[str, tuple[int, bool]] = {}  # path: (announced uses left, content)
-        self._read: dict[str, ArchiveEntry | FileNotFoundError] = {}
+        self._served_execs: dict[Command, ExecResult] = {}
+        self._served_reads: dict[str, ArchiveEntry | FileNotFoundError] = {}
 
     def __repr__(self) -> str:
         return f"<RunningContainer {self.name} of {self.image.ref}>"
@@ -114,8 +119,7 @@ class RunningContainer:
     @property
     def health(self) -> str | None:
         """``starting``, ``healthy`` or ``unhealthy``; ``None`` without HEALTHCHECK."""
-        health = self.attrs["State"].get("Health")
-        return str(health["Status"]) if health else None
+        return health_of(self.attrs["State"])
 
     @property
     def health_log(self) -> list[HealthProbe]:
@@ -208,26 +212,22 @@ class RunningContainer:
                 return int(row[uid_col])
         raise ContainerFailed(f"PID 1 of {self.name} is not in the engine's process table")
 
-    def announce(
-        self, commands: Iterable[Command] = (), reads: Iterable[tuple[str, bool]] = ()
-    ) -> None:
-        """Say which commands tests will :meth:`exec` and which paths they will read, so
-        that they share execs and reads.
+    def serving(
+        self,
+        execs: Mapping[Command, ExecResult] | None = None,
+        reads: Mapping[str, ArchiveEntry | FileNotFoundError] | None = None,
+    ) -> RunningContainer:
+        """This container, seen through results gathered before: an exec of one of ``execs``
+        returns its result (once), and a read of a path in ``reads`` its entry, or raises
+        the :class:`FileNotFoundError` kept for it. Everything else goes to the engine.
 
-        The first exec of an announced command runs every announced command with the same
-        user, environment and working directory, in order, in one ``/bin/sh`` (see
-        :mod:`pytest_imagecheck.batch` for how that stays an exact exec of each); each exec
-        of one of them then returns its own result, once. Commands not announced, and
-        everything in an image without ``/bin/sh``, get an exec each.
-
-        ``reads`` are ``(path, content)``, one per use: the first read of an announced path
-        (:meth:`archive_entry`, :meth:`read_file`) reads it once for all its announced uses,
-        with its content when one of them wants it; reads beyond those go to the engine.
+        How a run of criteria shares one exec (:meth:`exec_batch`) and one read per path:
+        each criterion gets a view serving its share.
         """
-        self._announced += [command for command in commands if command.batchable]
-        for path, content in reads:
-            uses, wants = self._reads.get(path, (0, False))
-            self._reads[path] = (uses + 1, wants or content)
+        view = copy.copy(self)
+        view._served_execs = dict(execs or {})
+        view._served_reads = dict(reads or {})
+        return view
 
     def exec(
         self,
@@ -241,35 +241,78 @@ class RunningContainer:
 
         A string is split like a shell would split words, but never interpreted by one.
         """
-        command = Command.of(cmd, user=user, env=env, workdir=workdir)
-        if command in self._announced:
-            self._run_announced(command.group)
-        ran = self._ran.get(command)
-        if ran:
-            return replace(ran.popleft(), command=cmd)
+        if self._served_execs:
+            command = Command.of(cmd, user=user, env=env, workdir=workdir)
+            served = self._served_execs.pop(command, None)
+            if served is not None:
+                return replace(served, command=cmd)
         return self._exec(cmd, user=user, env=env, workdir=workdir)
 
-    def _run_announced(self, group: Command) -> None:
-        commands = [command for command in self._announced if command.group == group]
-        self._announced = [command for command in self._announced if command.group != group]
+    def exec_batch(self, commands: Sequence[Command]) -> list[ExecResult]:
+        """Run ``commands`` one after another, in as few execs as give each exactly what an
+        exec of it alone gives, and return their results in order.
+
+        Neighbours with the same user, environment and working directory share one
+        ``/bin/sh`` (:mod:`pytest_imagecheck.batch` says how, and which run alone); an image
+        without ``/bin/sh`` gets one exec per command.
+        """
+        results: list[ExecResult] = []
+        start = 0
+        for index in range(1, len(commands) + 1):
+            if index == len(commands) or commands[index].group != commands[start].group:
+                results += self._run_group(commands[start:index])
+                start = index
+        return results
+
+    def _run_group(self, commands: Sequence[Command]) -> list[ExecResult]:
+        group = commands[0].group
         entries = (entry.partition("=") for entry in self._container.attrs["Config"]["Env"] or [])
         environment = {name: value for name, _, value in entries} | dict(group.env)
-        if not batch.keeps(environment):
-            return  # each runs alone
+        shell = batch.keeps(environment)
+        results: list[ExecResult] = []
+        rest = list(commands)
+        while rest:
+            part = batch.chunks(rest)[0] if shell and rest[0].batchable else []
+            if len(part) < 2:
+                results.append(self._exec_command(rest.pop(0)))
+                continue
+            outputs = self._shell(part, environment)
+            shell = bool(outputs)  # no start marker: no shell here, or it cannot start
+            ran = list(itertools.takewhile(lambda output: output is not None, outputs))
+            results += [
+                ExecResult(list(command.argv), *output)
+                for command, output in zip(part, ran, strict=False)
+                if output is not None
+            ]
+            del rest[: len(ran)]
+            if rest and len(ran) < len(part):
+                # The shell could not run this one exactly (or stopped in it): alone, in order.
+                results.append(self._exec_command(rest.pop(0)))
+        return results
+
+    def _shell(
+        self, commands: list[Command], environment: dict[str, str]
+    ) -> list[tuple[int, str, str] | None]:
+        group = commands[0].group
         mark = batch.new_mark()
-        script = batch.script(commands, mark=mark, environment=environment)
-        result = self._exec(
-            [batch.SHELL, "-c", script],
-            user=group.user or None,
-            env=dict(group.env) or None,
-            workdir=group.workdir or None,
+        try:
+            result = self._exec(
+                [batch.SHELL, "-c", batch.script(commands, mark=mark, environment=environment)],
+                user=group.user or None,
+                env=dict(group.env) or None,
+                workdir=group.workdir or None,
+            )
+        except ContainerFailed:
+            return []  # each command alone says what is wrong, in its own words
+        return batch.split_output(result.stdout, result.stderr, mark=mark)
+
+    def _exec_command(self, command: Command) -> ExecResult:
+        return self._exec(
+            list(command.argv),
+            user=command.user or None,
+            env=dict(command.env) or None,
+            workdir=command.workdir or None,
         )
-        outputs = batch.split_output(result.stdout, result.stderr, mark=mark)
-        for command, (code, stdout, stderr) in zip(commands, outputs, strict=False):
-            if code not in batch.NOT_RUN:
-                self._ran.setdefault(command, deque()).append(
-                    ExecResult(list(command.argv), code, stdout, stderr)
-                )
 
     def _exec(
         self,
@@ -296,15 +339,27 @@ class RunningContainer:
             stderr=(err or b"").decode("utf-8", "replace"),
         )
 
+    def archive_entries(
+        self, paths: Mapping[str, bool]
+    ) -> dict[str, ArchiveEntry | FileNotFoundError]:
+        """:meth:`archive_entry` of each path (with its content where ``paths`` says so),
+        or the :class:`FileNotFoundError` of a missing one: what :meth:`serving` serves."""
+        entries: dict[str, ArchiveEntry | FileNotFoundError] = {}
+        for path, content in paths.items():
+            try:
+                entries[path] = self.archive_entry(path, content=content)
+            except FileNotFoundError as missing:
+                entries[path] = missing
+        return entries
+
     def read_file(self, path: str) -> bytes:
         """Read one file from the container's filesystem (no shell or ``cat`` needed).
 
         Symbolic links are followed inside the container, as ``cat`` would.
         """
-        if path in self._reads:
-            data = self.archive_entry(path, content=True)[1]
-            if data is not None:
-                return data
+        served = self._served_reads.get(path)
+        if isinstance(served, tuple) and served[1] is not None:
+            return served[1]
         return read_archive_file(self._container, path, owner=self.name)
 
     def archive_entry(self, path: str, *, content: bool = False) -> ArchiveEntry:
@@ -312,31 +367,14 @@ class RunningContainer:
         followed) and, with ``content``, the bytes of a regular file.
 
         One call to the engine's archive API, no shell; reading stops after the first entry,
-        so a large directory is not downloaded. An announced path is read once for all its
-        announced uses (:meth:`announce`). Raises :class:`FileNotFoundError` when ``path``
-        does not exist.
+        so a large directory is not downloaded. Raises :class:`FileNotFoundError` when
+        ``path`` does not exist.
         """
-        uses, wants = self._reads.get(path, (0, False))
-        if not uses:
-            return self._archive_entry(path, content=content)
-        if path not in self._read:
-            try:
-                self._read[path] = self._archive_entry(path, content=wants or content)
-            except FileNotFoundError as missing:
-                self._read[path] = missing
-        found = self._read[path]
-        if uses == 1:
-            del self._reads[path], self._read[path]
-        else:
-            self._reads[path] = (uses - 1, wants)
-        if isinstance(found, FileNotFoundError):
-            raise FileNotFoundError(*found.args)
-        entry, data = found
-        if content and data is None and entry.isfile():
-            return self._archive_entry(path, content=True)
-        return entry, data if content else None
-
-    def _archive_entry(self, path: str, *, content: bool) -> ArchiveEntry:
+        served = self._served_reads.get(path)
+        if isinstance(served, FileNotFoundError):
+            raise FileNotFoundError(*served.args)
+        if served is not None and (served[1] is not None or not content or not served[0].isfile()):
+            return served[0], served[1] if content else None
         try:
             chunks, _ = self._container.get_archive(path)
         except docker.errors.NotFound:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .batch import Command
 from .errors import ImageCheckError
 
 if TYPE_CHECKING:
+    from .container import RunningContainer
     from .spec import Criterion
 
 #: Where a waived criterion's reason starts, in xfail reasons and reports.
@@ -27,7 +27,13 @@ def criterion_function(criterion: Criterion) -> Callable[[pytest.FixtureRequest]
     """The test function of one criterion: it runs the same check a Python test would."""
 
     def check(request: pytest.FixtureRequest) -> None:
-        criterion.run(request.getfixturevalue)
+        shared: SharedWork | None = getattr(request.node, "shared", None)
+
+        def get(name: str) -> Any:
+            value = request.getfixturevalue(name)
+            return shared.view(request.node, value) if shared and name == "container" else value
+
+        criterion.run(get)
 
     check.__doc__ = f"{criterion.check} criterion from line {criterion.line}"
     return check
@@ -38,51 +44,83 @@ def waive(item: pytest.Item, reason: str) -> None:
     item.add_marker(pytest.mark.xfail(reason=WAIVED + reason, strict=False))
 
 
-def announced_commands(items: list[pytest.Item]) -> list[Command]:
-    """The commands the ``command`` criteria among ``items`` will run in the session
-    container, in order: announced to it so that they share one exec."""
-    return [
-        Command.of(args["run"], user=args.get("user"), env=args.get("env"))
-        for check, args in _criteria(items)
-        if check == "command"
-    ]
+#: The criteria whose engine work a run of them can share: one exec, one read per path.
+SHARING = ("command", "file")
 
 
-def announced_reads(items: list[pytest.Item]) -> list[tuple[str, bool]]:
-    """The paths the ``file`` criteria among ``items`` will read in the session container,
-    one per use, and whether that use needs the content: announced so that each path is read
-    once. Owners and groups named by name are looked up in ``/etc/passwd`` and ``/etc/group``."""
-    reads = []
-    for check, args in _criteria(items):
-        if check == "file":
-            content = args.get("contains") is not None or args.get("matches") is not None
-            reads.append((args["path"], content))
-            reads += [(table, True) for key, table in _TABLES.items() if args.get(key) is not None]
-    return reads
+def share_work(items: list[pytest.Item]) -> None:
+    """Give each run of two or more consecutive ``command`` criteria, and of ``file``
+    criteria, one :class:`SharedWork`: nothing else runs between them, so doing their work at
+    once when the first of them runs changes nothing they could observe."""
+    run: list[CriterionItem] = []
+    for item in [*items, None]:
+        check = item.criterion.check if isinstance(item, CriterionItem) else None
+        if run and check != run[0].criterion.check:
+            if len(run) > 1:
+                shared = SharedWork(run)
+                for member in run:
+                    member.shared = shared
+            run = []
+        if isinstance(item, CriterionItem) and check in SHARING:
+            run.append(item)
 
 
-_TABLES = {"owner": "/etc/passwd", "group": "/etc/group"}
+class SharedWork:
+    """The engine work of a run of consecutive criteria of one kind, done once.
 
+    The first member to run gathers it for itself and every member after it: the commands
+    of ``command`` criteria in :meth:`~pytest_imagecheck.container.RunningContainer.
+    exec_batch`, the paths ``file`` criteria read, one read each. Each member then checks
+    against a view of the container that serves its share (once: a member run again, by a
+    rerun plugin, asks the engine).
+    """
 
-def _criteria(items: list[pytest.Item]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for item in items:
-        if isinstance(item, CriterionItem):
-            yield item.criterion.check, item.criterion.args
+    def __init__(self, members: list[CriterionItem]) -> None:
+        self.members = members
+        self.shares: dict[str, dict[str, Any]] | None = None  # nodeid: serving()'s arguments
+
+    def view(self, item: pytest.Item, container: RunningContainer) -> RunningContainer:
+        """``container`` as ``item`` should see it: serving its share of the gathered work."""
+        if self.shares is None:
+            self.shares = self._gather(self.members[self.members.index(item) :], container)
+        share = self.shares.pop(item.nodeid, None)
+        return container.serving(**share) if share is not None else container
+
+    @staticmethod
+    def _gather(
+        members: list[CriterionItem], container: RunningContainer
+    ) -> dict[str, dict[str, Any]]:
+        from .checks.structure import command_of, file_reads
+
+        if members[0].criterion.check == "command":
+            commands = [command_of(**member.criterion.args) for member in members]
+            results = container.exec_batch(commands)
+            return {
+                member.nodeid: {"execs": {command: result}}
+                for member, command, result in zip(members, commands, results, strict=True)
+            }
+        paths: dict[str, bool] = {}
+        for member in members:
+            for path, content in file_reads(**member.criterion.args).items():
+                paths[path] = paths.get(path, False) or content
+        entries = container.archive_entries(paths)
+        return {member.nodeid: {"reads": entries} for member in members}
 
 
 class CriterionItem(pytest.Function):
     """One criterion of an ``imagecheck.yaml``; failures point at its line."""
 
     criterion: Criterion
+    shared: SharedWork | None = None
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.criterion.line - 1, f"{self.path.name}: {self.name}"
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
         """The check's own message, without a traceback through the plugin."""
         if isinstance(excinfo.value, (AssertionError, ImageCheckError)):
             return f"{self.path.name}:{self.criterion.line}: {excinfo.value}"
-        return super().repr_failure(excinfo, style=style)
+        return super().repr_failure(excinfo)
 
 
 class CriteriaFile(pytest.File):

@@ -22,7 +22,6 @@ import docker
 import pytest
 import requests
 
-from .batch import Command
 from .build import BuildSpec, build_image, build_once, parse_build_arg
 from .container import LOG_TAIL_LINES, RunningContainer
 from .engine import (
@@ -39,7 +38,7 @@ from .engine import (
 from .errors import GpuUnavailable, ImageCheckError
 from .evidence import collecting
 from .image import ImageUnderTest
-from .items import CriteriaFile, CriterionItem, announced_commands, announced_reads, waive
+from .items import CriteriaFile, CriterionItem, share_work, waive
 
 if TYPE_CHECKING:
     from .dockerfile import Dockerfile
@@ -159,16 +158,13 @@ def _resolve_settings(config: pytest.Config) -> Settings:
 
 
 class _State:
-    """Per-process state: the session id, the engine (connected on first use) and the
-    commands and reads the collected YAML criteria will make in the session container."""
+    """Per-process state: the session id and the engine, connected on first use."""
 
     def __init__(self, settings: Settings, session_id: str) -> None:
         self.settings = settings
         self.session_id = session_id
         self._engine: Engine | None = None
         self.workers_used_engine = False
-        self.commands: list[Command] = []
-        self.reads: list[tuple[str, bool]] = []
 
     @property
     def connected(self) -> bool:
@@ -198,13 +194,15 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 class _XdistController:
-    """Hooks for the pytest-xdist controller: hand the session id to workers, sweep after."""
+    """Hooks for the pytest-xdist controller: hand the session id and the ``--dist`` mode to
+    workers, sweep after."""
 
     def __init__(self, state: _State) -> None:
         self.state = state
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["imagecheck_session"] = self.state.session_id
+        node.workerinput["imagecheck_dist"] = node.config.getoption("dist", None)
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         output = getattr(node, "workeroutput", {}) or {}
@@ -268,11 +266,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             waive(item, reason)
 
 
+#: xdist modes that send all criteria of a file to one worker (or all of them to each).
+_WHOLE_FILES = ("loadfile", "loadscope", "each")
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Note the commands and reads of the YAML criteria, for the session container to batch."""
-    state = session.config.stash[_STATE]
-    state.commands = announced_commands(session.items)
-    state.reads = announced_reads(session.items)
+    """Let runs of consecutive command (or file) criteria share one exec (or read per path).
+
+    Not in an xdist worker that may get only part of a run (``--dist load``, ``worksteal``):
+    the work of the members sent elsewhere would be done in its container too.
+    """
+    config = session.config
+    if not _is_worker(config) or config.workerinput.get("imagecheck_dist") in _WHOLE_FILES:
+        share_work(session.items)
 
 
 class _EvidenceReport:
@@ -574,8 +580,6 @@ def container(
     settings = pytestconfig.stash[_SETTINGS]
     with _errors_as_failures():
         running = imagecheck_engine.run(image, gpus=settings.gpus)
-    state = pytestconfig.stash[_STATE]
-    running.announce(state.commands, state.reads)
     yield running
     imagecheck_engine.remove(running)
 

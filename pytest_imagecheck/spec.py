@@ -255,7 +255,16 @@ def _tmpfs(value: Any) -> dict[str, str]:
 def _command(value: Any) -> list[str] | str:
     if isinstance(value, list) and value:
         return _list_of(_text)(value)
-    return _text(value)
+    text = _text(value)
+    try:
+        if shlex.split(text):
+            return text
+    except ValueError as exc:  # "No closing quotation"
+        raise _Invalid(
+            f"bad command {_shown(text)}: {str(exc).lower()}; close the quote, or write the "
+            "command as a list of words"
+        ) from None
+    raise _Invalid(f"bad command {_shown(text)}: it has no words; write a command to run")
 
 
 def _exec_or_shell_form(value: Any) -> list[str] | str:

@@ -539,6 +539,17 @@ ITEM = "criteria:\n  - check: "
             'cmd, workdir, user, e.g. workdir: "/app"',
             id="config checks nothing",
         ),
+        pytest.param(
+            ITEM + "command\n    run: \"echo 'unclosed\"\n",
+            "imagecheck.yaml:3: run: bad command \"echo 'unclosed\": no closing quotation; close "
+            "the quote, or write the command as a list of words",
+            id="command with an unclosed quote",
+        ),
+        pytest.param(
+            ITEM + "command\n    run: '  '\n",
+            'imagecheck.yaml:3: run: bad command "  ": it has no words; write a command to run',
+            id="command of blanks",
+        ),
     ],
 )
 def test_invalid_spec_is_one_line_naming_file_line_and_fix(text: str, message: str) -> None:

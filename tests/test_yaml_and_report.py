@@ -82,6 +82,29 @@ def test_invalid_yaml_fails_collection_with_file_line_and_fix(pytester) -> None:
     assert "Traceback" not in result.stdout.str()
 
 
+def test_an_unexpected_error_in_a_criterion_is_reported_as_an_error_of_it(pytester) -> None:
+    # A bug reaching the criterion (here a container fixture, overridden by the conftest,
+    # whose exec raises) is that criterion's failure with its traceback, not pytest's crash.
+    pytester.makeconftest(
+        """
+        import pytest
+
+        class Broken:
+            def exec(self, *args, **kwargs):
+                raise RuntimeError("exec broke")
+
+        @pytest.fixture(scope="session")
+        def container():
+            return Broken()
+        """
+    )
+    pytester.makefile(".yaml", imagecheck="criteria:\n  - check: command\n    run: [id]\n")
+    result = pytester.runpytest("--image=whatever:1", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*RuntimeError: exec broke*"])
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
 def test_ini_pattern_collects_other_file_names(pytester, sample_image) -> None:
     pytester.makeini("[pytest]\nimagecheck_yaml = *.criteria.yaml\n")
     pytester.makefile(

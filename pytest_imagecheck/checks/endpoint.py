@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 import tenacity
 
-from ..container import stop_reason
+from ..container import health_of, stop_reason
 from ..errors import ImageCheckError
 from ..evidence import record
 from ..units import format_duration, parse_duration
@@ -110,7 +110,7 @@ def stopped_early(container: RunningContainer, waiting_for: str) -> str | None:
             f"container {container.name} {stopped} before {waiting_for}; last log lines:\n"
             f"{container.log_tail()}"
         )
-    if (state.get("Health") or {}).get("Status") == "unhealthy":
+    if health_of(state) == "unhealthy":
         return (
             f"container {container.name} turned unhealthy before {waiting_for}; "
             f"last probes:\n{probe_lines(container)}"
@@ -143,9 +143,10 @@ def assert_endpoint_ready(
     """Poll ``path`` on the container's published ``port`` until it answers as expected.
 
     ``status`` is a code or a set of codes; ``json`` a dict that must be a (nested) subset of
-    the body, so ``{"status": "ready"}`` checks a readiness document. Fails at once when the
-    container exits or turns unhealthy, with the exit code and log tail; on timeout, says
-    what the last answer was. Returns the matching answer.
+    the body, so ``{"status": "ready"}`` checks a readiness document. After a wrong answer
+    (or none) it looks at the container, and fails at once when it exited or turned unhealthy,
+    with the exit code and log tail; an expected answer passes whatever the health status.
+    On timeout, says what the last answer was. Returns the matching answer.
     """
     __tracebackhide__ = True
     if not path.startswith("/"):

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from ..batch import Command
 from ..errors import ImageCheckError
 from ..evidence import record
 from .user import parse_table
@@ -32,6 +33,8 @@ OUTPUT_TAIL = 500
 CONTENT_EXCERPT = 200
 #: The kinds ``assert_file(kind=...)`` takes.
 KINDS = ("file", "dir", "symlink")
+#: Where ``assert_file`` looks up ``owner`` and ``group`` in the container.
+ACCOUNT_TABLES = {"owner": "/etc/passwd", "group": "/etc/group"}
 
 Pattern = str | re.Pattern[str]
 
@@ -258,11 +261,11 @@ class _Accounts:
 
     @cached_property
     def users(self) -> dict[str, list[str]]:
-        return self._table("/etc/passwd")
+        return self._table(ACCOUNT_TABLES["owner"])
 
     @cached_property
     def groups(self) -> dict[str, list[str]]:
-        return self._table("/etc/group")
+        return self._table(ACCOUNT_TABLES["group"])
 
     @staticmethod
     def name(table: dict[str, list[str]], number: int) -> str:
@@ -414,6 +417,39 @@ def assert_file(
         raise AssertionError(f"{path} {'; '.join(problems)} (owner {who}) {where}")
 
 
+def file_reads(
+    path: str,
+    *,
+    contains: str | None = None,
+    matches: Pattern | None = None,
+    owner: str | int | None = None,
+    group: str | int | None = None,
+    **_: object,
+) -> dict[str, bool]:
+    """The paths :func:`assert_file` with these arguments reads when it passes, each with
+    whether it needs the content: what a run of file criteria can read once for all.
+
+    >>> file_reads("/app/x", contains="y", owner="app")
+    {'/app/x': True, '/etc/passwd': True}
+    """
+    reads = {path: contains is not None or matches is not None}
+    for key, table in ACCOUNT_TABLES.items():
+        if {"owner": owner, "group": group}[key] is not None:
+            reads[table] = True
+    return reads
+
+
+def command_of(
+    run: str | list[str],
+    *,
+    user: str | None = None,
+    env: Mapping[str, str] | None = None,
+    **_: object,
+) -> Command:
+    """The exec :func:`assert_command` with these arguments makes."""
+    return Command.of(run, user=user, env=dict(env) if env is not None else None)
+
+
 def _tail(text: str) -> str:
     """The end of a command's output, saying how much was cut."""
     text = text.rstrip()
@@ -464,7 +500,13 @@ def assert_command(
         ),
     )
     shown = run if isinstance(run, str) else shlex.join(run)
-    result = container.exec(run, user=user, env=dict(env) if env is not None else None)
+    try:
+        command = command_of(run, user=user, env=env)
+    except ValueError as exc:  # shlex: "No closing quotation"
+        raise ImageCheckError(
+            f"bad command {run!r}: {str(exc).lower()}; close the quote or pass a list of words"
+        ) from None
+    result = container.exec(run, user=command.user or None, env=dict(command.env) or None)
     record(
         "command",
         command=shown,
