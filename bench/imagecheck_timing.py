@@ -61,20 +61,18 @@ def _wrap(owner: Any, name: str, label: str, *, fixture_work: bool = True) -> No
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     _moments["configured"] = time.time()
-    from pytest_imagecheck import container, engine, plugin
+    from docker.models.containers import Container
+
+    from pytest_imagecheck import engine, plugin
 
     _wrap(plugin._State, "engine", "engine connect + sweep of stale containers")
     _wrap(engine.Engine, "image", "image inspect + history")
     _wrap(engine.Engine, "run", "container create + start")
     _wrap(engine.Engine, "remove", "container remove")
     _wrap(engine.Engine, "cleanup", "session cleanup (labelled leftovers)")
-    _wrap(container.RunningContainer, "_exec", "of which: engine execs", fixture_work=False)
-    _wrap(
-        container.RunningContainer,
-        "_archive_entry",
-        "of which: engine archive reads",
-        fixture_work=False,
-    )
+    # The engine calls underneath the checks: docker-py's own methods.
+    _wrap(Container, "exec_run", "of which: engine execs", fixture_work=False)
+    _wrap(Container, "get_archive", "of which: engine archive reads", fixture_work=False)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
