@@ -50,12 +50,13 @@ SHARING = ("command", "file")
 
 def share_work(items: list[pytest.Item]) -> None:
     """Give each run of two or more consecutive ``command`` criteria, and of ``file``
-    criteria, one :class:`SharedWork`: nothing else runs between them, so doing their work at
-    once when the first of them runs changes nothing they could observe."""
+    criteria, of one file, one :class:`SharedWork`: nothing else runs between them, so doing
+    their work at once when the first of them runs changes nothing they could observe."""
     run: list[CriterionItem] = []
     for item in [*items, None]:
         check = item.criterion.check if isinstance(item, CriterionItem) else None
-        if run and check != run[0].criterion.check:
+        parent = item.parent if item is not None else None
+        if run and (check != run[0].criterion.check or parent is not run[0].parent):
             if len(run) > 1:
                 shared = SharedWork(run)
                 for member in run:
@@ -82,7 +83,8 @@ class SharedWork:
     def view(self, item: pytest.Item, container: RunningContainer) -> RunningContainer:
         """``container`` as ``item`` should see it: serving its share of the gathered work."""
         if self.shares is None:
-            self.shares = self._gather(self.members[self.members.index(item) :], container)
+            first = [member.nodeid for member in self.members].index(item.nodeid)
+            self.shares = self._gather(self.members[first:], container)
         share = self.shares.pop(item.nodeid, None)
         return container.serving(**share) if share is not None else container
 
@@ -116,7 +118,7 @@ class CriterionItem(pytest.Function):
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.criterion.line - 1, f"{self.path.name}: {self.name}"
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         """The check's own message, without a traceback through the plugin."""
         if isinstance(excinfo.value, (AssertionError, ImageCheckError)):
             return f"{self.path.name}:{self.criterion.line}: {excinfo.value}"

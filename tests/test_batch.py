@@ -410,6 +410,22 @@ def test_runs_of_yaml_criteria_share_execs_and_reads_without_reordering(
     assert events.count("archive-path") == 2, events
 
 
+def test_runs_end_at_the_end_of_their_file(
+    pytester: pytest.Pytester, sample_image: str, client: docker.DockerClient
+) -> None:
+    pytester.makeconftest(CONFTEST)
+    commands = "criteria:\n"
+    for name in ("a", "b"):
+        criteria = "".join(f"  - check: command\n    run: [echo, {name}{n}]\n" for n in range(3))
+        pytester.path.joinpath(name).mkdir()
+        pytester.path.joinpath(name, "imagecheck.yaml").write_text(commands + criteria)
+    since = int(time.time()) - 1
+    result = pytester.runpytest(*INNER, f"--image={sample_image}")
+    result.assert_outcomes(passed=6)
+    events = _events(client, since, {(pytester.path / "container-main").read_text()})
+    assert len(events) == 2, events  # one shell per file: --dist loadfile may split them
+
+
 @pytest.mark.parametrize(("dist", "shared"), [("load", False), ("loadfile", True)])
 def test_under_xdist_only_workers_that_get_whole_files_share_work(
     pytester: pytest.Pytester,
