@@ -540,8 +540,8 @@ ITEM = "criteria:\n  - check: "
             id="config checks nothing",
         ),
         pytest.param(
-            ITEM + "command\n    run: \"echo 'unclosed\"\n",
-            "imagecheck.yaml:3: run: bad command \"echo 'unclosed\": no closing quotation; close "
+            ITEM + 'command\n    run: "echo \'unclosed"\n',
+            'imagecheck.yaml:3: run: bad command "echo \'unclosed": no closing quotation; close '
             "the quote, or write the command as a list of words",
             id="command with an unclosed quote",
         ),
