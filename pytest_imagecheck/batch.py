@@ -213,20 +213,16 @@ def split_output(stdout: str, stderr: str, *, mark: str) -> list[tuple[int, str,
     return results
 
 
-def chunks(commands: Sequence[Command], limit: int = SCRIPT_LIMIT) -> list[list[Command]]:
-    """``commands`` in consecutive parts whose quoted words stay under ``limit`` characters,
-    so that no script outgrows what the kernel takes as one argument.
+def leading(commands: Sequence[Command], limit: int = SCRIPT_LIMIT) -> list[Command]:
+    """The first of ``commands`` (at least one) whose quoted words stay under ``limit``
+    characters, so that no script outgrows what the kernel takes as one argument.
 
-    >>> [len(part) for part in chunks([Command(("echo", "x" * 40))] * 5, limit=400)]
-    [2, 2, 1]
+    >>> len(leading([Command(("echo", "x" * 40))] * 5, limit=400))
+    2
     """
-    parts: list[list[Command]] = []
-    size = limit
-    for command in commands:
-        length = len(shlex.join(command.argv)) + 120
-        if size + length > limit:
-            parts.append([])
-            size = 0
-        parts[-1].append(command)
-        size += length
-    return parts
+    size = 0
+    for count, command in enumerate(commands):
+        size += len(shlex.join(command.argv)) + 120
+        if size > limit and count:
+            return list(commands[:count])
+    return list(commands)

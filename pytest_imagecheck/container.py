@@ -272,7 +272,7 @@ class RunningContainer:
         results: list[ExecResult] = []
         rest = list(commands)
         while rest:
-            part = batch.chunks(rest)[0] if shell and rest[0].batchable else []
+            part = batch.leading(rest) if shell and rest[0].batchable else []
             if len(part) < 2:
                 results.append(self._exec_command(rest.pop(0)))
                 continue
@@ -282,7 +282,6 @@ class RunningContainer:
             results += [
                 ExecResult(list(command.argv), *output)
                 for command, output in zip(part, ran, strict=False)
-                if output is not None
             ]
             del rest[: len(ran)]
             if rest and len(ran) < len(part):
@@ -293,14 +292,11 @@ class RunningContainer:
     def _shell(
         self, commands: list[Command], environment: dict[str, str]
     ) -> list[tuple[int, str, str] | None]:
-        group = commands[0].group
         mark = batch.new_mark()
+        script = batch.script(commands, mark=mark, environment=environment)
         try:
-            result = self._exec(
-                [batch.SHELL, "-c", batch.script(commands, mark=mark, environment=environment)],
-                user=group.user or None,
-                env=dict(group.env) or None,
-                workdir=group.workdir or None,
+            result = self._exec_command(
+                replace(commands[0].group, argv=(batch.SHELL, "-c", script))
             )
         except ContainerFailed:
             return []  # each command alone says what is wrong, in its own words
@@ -358,7 +354,9 @@ class RunningContainer:
         Symbolic links are followed inside the container, as ``cat`` would.
         """
         served = self._served_reads.get(path)
-        if isinstance(served, tuple) and served[1] is not None:
+        if isinstance(served, FileNotFoundError):
+            raise FileNotFoundError(*served.args)
+        if served is not None and served[1] is not None:
             return served[1]
         return read_archive_file(self._container, path, owner=self.name)
 

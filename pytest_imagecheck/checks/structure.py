@@ -433,9 +433,9 @@ def file_reads(
     {'/app/x': True, '/etc/passwd': True}
     """
     reads = {path: contains is not None or matches is not None}
-    for key, table in ACCOUNT_TABLES.items():
-        if {"owner": owner, "group": group}[key] is not None:
-            reads[table] = True
+    for key, wanted in (("owner", owner), ("group", group)):
+        if wanted is not None:
+            reads[ACCOUNT_TABLES[key]] = True
     return reads
 
 
