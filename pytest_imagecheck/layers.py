@@ -7,6 +7,13 @@ tar as it streams past: the hash is the layer's diff ID, which places it in buil
 Several checks read the layers of one image (wasted bytes, secrets, CUDA facts). Their
 keep-predicates are listed in :data:`SHARED_KEEPS`, so the first read keeps what each of them
 wants and :class:`SharedLayers` serves the others from it, whichever check runs first.
+
+A keep-predicate selects files by name and size; a :class:`Keep` can also select them by
+content: while streaming, the first :data:`SNIFF_BYTES` of each small regular file are shown
+to its sniffer, and only the files it picks are kept. Hard links are entries of their own
+(``kind="hardlink"``, ``linkname`` the absolute path of the first name, in the same layer):
+the bytes are stored once, under the first name, and a kept file's bytes are served under
+each of its names.
 """
 
 from __future__ import annotations
@@ -28,6 +35,34 @@ OPAQUE_MARKER = ".wh..wh..opq"
 #: Decides whether to keep a file's bytes while streaming: ``(path, size) -> bool``.
 KeepContent = Callable[[str, int], bool]
 
+#: Decides from a file's first bytes whether to keep all of them: ``head -> bool``.
+SniffContent = Callable[[bytes], bool]
+
+#: How much of a small regular file a sniffer sees: the first 16 KiB.
+SNIFF_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Keep:
+    """A keep-predicate that also keeps files by their content, whatever they are called.
+
+    Called as ``keep(path, size)`` it is ``by_name``. While a layer streams, each regular file
+    of at most ``max_keep`` bytes that ``by_name`` does not select has its first
+    :data:`SNIFF_BYTES` shown to ``by_content``; the file is kept when that returns true. The
+    sniffer should be cheap (a substring test): it sees every small file of the image.
+    """
+
+    by_name: KeepContent
+    by_content: SniffContent
+
+    def __call__(self, path: str, size: int) -> bool:
+        return self.by_name(path, size)
+
+    def selects(self, path: str, data: bytes) -> bool:
+        """Whether this keep would have kept ``data``, found at ``path``."""
+        return self.by_name(path, len(data)) or self.by_content(data[:SNIFF_BYTES])
+
+
 #: The keep-predicates of the checks that read every layer, as ``module.function``: an image's
 #: first read keeps what each of them selects, so it serves them all, whichever runs first.
 SHARED_KEEPS = (
@@ -46,6 +81,7 @@ class FileEntry:
     uid: int
     gid: int
     kind: str  # "file", "dir", "symlink", "hardlink", "other"
+    #: A symlink's target as written; a hard link's first name, as an absolute path.
     linkname: str = ""
 
 
@@ -60,12 +96,29 @@ class LayerContents:
     entries: dict[str, FileEntry] = field(default_factory=dict)
     whiteouts: list[str] = field(default_factory=list)  # paths this layer deletes
     opaque_dirs: list[str] = field(default_factory=list)  # dirs whose lower contents it hides
-    contents: dict[str, bytes] = field(default_factory=dict)  # kept bytes, by path
+    #: Kept bytes, by path; a hard link to a kept file has them under its own path too.
+    contents: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
-        """Bytes of regular files in this layer."""
+        """Bytes of regular files in this layer (a hard link's bytes count once)."""
         return sum(e.size for e in self.entries.values() if e.kind == "file")
+
+    def stored_files(self) -> dict[str, list[str]]:
+        """Each regular file's names in this layer: ``{first name: [first name, links...]}``.
+
+        A hard link whose first name this layer does not hold (no ``docker save`` writes
+        one) is a name of its own.
+        """
+        names: dict[str, list[str]] = {}
+        for path, entry in self.entries.items():
+            if entry.kind == "file":
+                names.setdefault(path, []).insert(0, path)
+            elif entry.kind == "hardlink":
+                target = self.entries.get(entry.linkname)
+                first = entry.linkname if target is not None and target.kind == "file" else path
+                names.setdefault(first, []).append(path)
+        return names
 
 
 class _HashingReader:
@@ -125,12 +178,39 @@ def _kind(member: tarfile.TarInfo) -> str:
     return "other"
 
 
+def _sniffed(tar: tarfile.TarFile, member: tarfile.TarInfo, sniff: SniffContent) -> bytes | None:
+    """All of ``member``'s data when ``sniff`` picks its first :data:`SNIFF_BYTES`, else None.
+
+    A stream read (``mode="r|"``) stands at the member's data after ``next()``, so the data is
+    read straight from the stream: a file object per file (``extractfile``) would cost more
+    than the read, for tens of thousands of small files. A small file is read with its
+    padding to the next 512-byte block, so ``next()`` finds the next header and skips nothing.
+    """
+    stream = tar.fileobj
+    size = member.size
+    if stream is None or member.sparse is not None or stream.tell() != member.offset_data:
+        extracted = tar.extractfile(member)
+        head = extracted.read(SNIFF_BYTES) if extracted is not None else b""
+        return head + extracted.read() if extracted is not None and sniff(head) else None
+    padded = size + (-size % tarfile.BLOCKSIZE)
+    if padded <= SNIFF_BYTES:
+        data = stream.read(padded)[:size]
+        return data if sniff(data) else None
+    head = stream.read(SNIFF_BYTES)
+    return head + stream.read(size - len(head)) if sniff(head) else None
+
+
 def read_layer(
     stream: IO[bytes], index: int, keep: KeepContent | None = None, max_keep: int = 1 << 20
 ) -> LayerContents:
-    """Read one layer tar from ``stream`` (consumed to its end to fix its diff ID)."""
+    """Read one layer tar from ``stream`` (consumed to its end to fix its diff ID).
+
+    Keeps the bytes of regular files of at most ``max_keep`` bytes that ``keep`` selects by
+    name, or, when ``keep`` is a :class:`Keep`, by their first :data:`SNIFF_BYTES`.
+    """
     hashing = _HashingReader(stream)
     layer = LayerContents(index=index, diff_id="")
+    sniff = keep.by_content if isinstance(keep, Keep) else None
     with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
         for member in tar:
             path = posixpath.normpath("/" + member.name.lstrip("/"))
@@ -142,21 +222,32 @@ def read_layer(
             if base.startswith(WHITEOUT_PREFIX):
                 layer.whiteouts.append(posixpath.join(parent, base[len(WHITEOUT_PREFIX) :]))
                 continue
+            kind = _kind(member)
+            linkname = member.linkname
+            if kind == "hardlink":
+                linkname = posixpath.normpath("/" + linkname.lstrip("/"))
             entry = FileEntry(
                 path=path,
-                size=member.size if member.isfile() else 0,
+                size=member.size if kind == "file" else 0,
                 mode=member.mode,
                 uid=member.uid,
                 gid=member.gid,
-                kind=_kind(member),
-                linkname=member.linkname,
+                kind=kind,
+                linkname=linkname,
             )
             layer.entries[path] = entry
-            wanted = entry.kind == "file" and entry.size <= max_keep
-            if wanted and keep is not None and keep(path, entry.size):
+            if kind == "hardlink" and linkname in layer.contents:
+                layer.contents[path] = layer.contents[linkname]  # the same bytes, not a copy
+            if kind != "file" or entry.size > max_keep or keep is None or not entry.size:
+                continue
+            if keep(path, entry.size):
                 extracted = tar.extractfile(member)
                 if extracted is not None:
                     layer.contents[path] = extracted.read()
+            elif sniff is not None:
+                data = _sniffed(tar, member, sniff)
+                if data is not None:
+                    layer.contents[path] = data
     layer.diff_id = hashing.drain()
     return layer
 
@@ -227,9 +318,23 @@ class SharedLayers:
         """
         if self._layers is None or (keep is not None and keep not in self._kept_for):
             keeps = _shared_keeps() | ({keep} if keep is not None else set())
-            self._layers = read(lambda path, size: any(k(path, size) for k in keeps))
+            self._layers = read(_union(keeps))
             self._kept_for = keeps
         return [replace(layer, contents=_selected(layer.contents, keep)) for layer in self._layers]
+
+
+def _union(keeps: frozenset[KeepContent]) -> KeepContent:
+    """One predicate that keeps what any of ``keeps`` keeps, by name or by content."""
+
+    def by_name(path: str, size: int) -> bool:
+        return any(k(path, size) for k in keeps)
+
+    sniffs = [k.by_content for k in keeps if isinstance(k, Keep)]
+    if not sniffs:
+        return by_name
+    if len(sniffs) == 1:  # the usual case; it runs once per small file
+        return Keep(by_name, sniffs[0])
+    return Keep(by_name, lambda head: any(sniff(head) for sniff in sniffs))
 
 
 @functools.cache
@@ -242,6 +347,8 @@ def _shared_keeps() -> frozenset[KeepContent]:
 def _selected(contents: dict[str, bytes], keep: KeepContent | None) -> dict[str, bytes]:
     if keep is None:
         return {}
+    if isinstance(keep, Keep):
+        return {path: data for path, data in contents.items() if keep.selects(path, data)}
     return {path: data for path, data in contents.items() if keep(path, len(data))}
 
 

@@ -6,13 +6,17 @@ from the engine.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 
 import docker
+import docker.errors
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from pytest_imagecheck.checks.secrets import assert_no_secrets
 from pytest_imagecheck.checks.size import assert_size_within
@@ -210,6 +214,47 @@ from pytest_imagecheck.checks.secrets import find_secrets
 from pytest_imagecheck.cuda import read_cuda_facts
 print([f.id for f in find_secrets(image)], read_cuda_facts(image).torch.cuda, len(saves))
 """
+
+
+@pytest.fixture(scope="module")
+def key_tag(
+    client: docker.DockerClient,
+    busybox: str,
+    worker_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """An image with a private key at /opt/app/signing (a name that says nothing) and 64 KiB
+    of wasted bytes."""
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    context = tmp_path_factory.mktemp("layers-once-key")
+    (context / "signing").write_bytes(key)
+    (context / "Dockerfile").write_text(
+        f"FROM {busybox}\nCOPY signing /opt/app/signing\n"
+        "RUN dd if=/dev/zero of=/opt/app/blob bs=1K count=64\nRUN rm /opt/app/blob\n"
+    )
+    tag = f"imagecheck-test/layers-once-key:1-{worker_id}"
+    client.images.build(path=str(context), tag=tag, rm=True, forcerm=True)
+    yield tag
+    with contextlib.suppress(docker.errors.APIError):
+        client.images.remove(tag)
+
+
+@pytest.mark.parametrize("order", [("size", "secrets"), ("secrets", "size")], ids="-then-".join)
+def test_a_key_found_by_its_content_comes_from_the_one_shared_read(
+    engine: Engine, key_tag: str, saves: list[str], order: tuple[str, str]
+) -> None:
+    image = engine.image(key_tag)
+    seen = {check: outcome(check, image) for check in order}
+    assert len(saves) == 1
+    secrets, _ = seen["secrets"]
+    assert isinstance(secrets, str)
+    assert "file:/opt/app/signing (rule private-key) in layer " in secrets
+    _, size_evidence = seen["size"]
+    assert size_evidence[0].facts["wasted_bytes"] == 64 * KiB
 
 
 def test_the_first_read_keeps_files_for_checks_not_imported_yet(tag: str) -> None:

@@ -8,6 +8,25 @@ layer deletes or overwrites, since their bytes stay in the layer that added them
 show them through :func:`mask`, and files by path and layer, never their content. Layers are
 numbered as ``image.diff_ids`` (``LayerContents.index``: base first, from 0), history steps as
 ``image.layers``.
+
+A name that mentions a secret is not enough: ``PASSWORD_HASHERS=argon2``,
+``TOKEN_LIFETIME_MINUTES=15`` and ``JWT_PUBLIC_KEY_PATH=/etc/jwt/public.pem`` hold none. A
+variable is a secret when its name holds one (a setting word after the secret's word, such as
+HASHERS, ALGORITHM, LIFETIME, ROTATION, MIN_LENGTH, DAYS or PATH, or PUBLIC anywhere, says it
+does not) and its value can be one: not empty, a flag, a reference, a path, a number of up to
+3 digits, a quantity with a unit, or the name of an algorithm, encoding or mode. Any other
+value counts, weak ones too (``POSTGRES_PASSWORD=postgres``). Measured on
+``tests/secrets_corpus.txt``, ENV lines in the style of real Dockerfiles: 178 ENV lines
+(83 secrets): 0 false positives, 0 false negatives; the name-only rule before it had 28 false
+positives and 6 false negatives there. The rules were tuned on those lines, so 0/0 flatters
+them: 36 of the lines were held out, written after the rules and measured before any rule
+changed for them, and had 1 false positive and 2 false negatives (the name-only rule: 7
+and 2), since fixed.
+
+Private keys are found by content, whatever the file is called: the one layer read shows the
+first 16 KiB of every regular file of up to 1 MiB to a substring test and keeps only the
+files that pass. A file's hard links (names of the same stored bytes) make one finding, under
+the first name that breaks a rule.
 """
 
 from __future__ import annotations
@@ -20,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ImageCheckError
 from ..evidence import record
+from ..layers import Keep
 
 if TYPE_CHECKING:
     from ..image import ImageUnderTest, Layer
@@ -43,18 +63,37 @@ class Rule:
 
 _URL_CREDENTIALS = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]+:([^\s/@]+)@")
 _PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+# Private key material in a file, by content: a PEM header (PKCS#1, PKCS#8, SEC1, OpenSSH,
+# PGP), then any RFC 1421 headers (Proc-Type, DEK-Info, Version), then a real base64 body, so
+# a document that only names the header is not a key. In JSON (a service account key file)
+# the line breaks are written \n. Also PuTTY (.ppk) and ssh.com (SSH2) private key files.
+# _may_hold_private_key is the layer read's cheap test for the same: every match holds
+# "PRIVATE KEY" or "PuTTY-User-Key-File-".
+_BREAK = r"(?:\s|\\[rn])+"
+_PRIVATE_KEY_MATERIAL = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+    + _BREAK
+    + r"(?:[A-Za-z][\w-]*: ?[^\n\\]*"
+    + _BREAK
+    + r")*[A-Za-z0-9+/=]{40}"
+    r"|^PuTTY-User-Key-File-\d+: \S+\r?\nEncryption: "
+    r"|^---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----",
+    re.M,
+)
 
 #: Every rule, in the order findings are explained; README renders this table.
 RULES: tuple[Rule, ...] = (
     Rule(
         "secret-env-name",
-        "ENV variable whose name marks a secret (PASSWORD, PASSWD, PASSPHRASE, SECRET, TOKEN, "
-        "CREDENTIALS, API_KEY, PRIVATE_KEY, ACCESS_KEY, ...) with a real value",
+        "ENV variable whose name holds a secret (PASSWORD, PASS, PASSPHRASE, SECRET, TOKEN, "
+        "CREDENTIALS, API_KEY, PRIVATE_KEY, ACCESS_KEY, ...; not a setting about one such as "
+        "PASSWORD_MIN_LENGTH or TOKEN_LIFETIME_MINUTES) with a value that can be a secret "
+        "(not a number, duration, flag, algorithm or mode name, path or reference)",
         ("env",),
     ),
     Rule(
         "secret-build-arg",
-        "build arg whose name marks a secret, with its value in the history "
+        "build arg whose name holds a secret, judged as for ENV, with its value in the history "
         "(`|N NAME=value` before a RUN, or an `ARG NAME=default`)",
         ("history",),
     ),
@@ -78,8 +117,11 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "private-key",
-        "PEM private key (`-----BEGIN ... PRIVATE KEY-----`) in a value, an SSH key file "
-        "(id_rsa, id_dsa, id_ecdsa, id_ed25519) or a *.pem / *.key file with that header",
+        "PEM private key (`-----BEGIN ... PRIVATE KEY-----`) in a value; in a file of up to "
+        "1 MiB whatever its name, by content (a PEM, OpenSSH, PGP, PuTTY or SSH2 private key "
+        "within its first 16 KiB, or anywhere in a *.pem / *.key file); an SSH key file "
+        "(id_rsa, id_dsa, id_ecdsa, id_ed25519) by name. Certificates and public keys are not "
+        "findings, nor keys inside published packages (site-packages, node_modules, ...)",
         ("env", "history", "file"),
         _PRIVATE_KEY,
     ),
@@ -109,32 +151,77 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("aws-credentials-file", ".aws/credentials with aws_secret_access_key", ("file",)),
 )
-# A name is a secret's when one of its words is in _SECRET_WORDS, or when it has KEY after one
-# of _KEY_QUALIFIERS (API_KEY, yes; GPG_KEY, the public fingerprint in python images, no).
+# A name mentions a secret when one of its words is in _SECRET_WORDS or ends in one of
+# _SECRET_ENDINGS (PGPASSWORD, HTPASSWD), or when it has KEY after one of _KEY_QUALIFIERS
+# (API_KEY, yes; GPG_KEY, the public fingerprint in python images, no).
 # fmt: off
 _SECRET_WORDS = frozenset({
-    "PASSWORD", "PASSWD", "PASSPHRASE", "SECRET", "TOKEN", "CREDENTIALS", "CREDENTIAL",
+    "PASSWORD", "PASSWD", "PASSPHRASE", "PASS", "SECRET", "TOKEN", "CREDENTIALS", "CREDENTIAL",
     "APIKEY", "ACCESSKEY", "PRIVATEKEY",
 })
+_SECRET_ENDINGS = ("PASSWORD", "PASSWD")
 _KEY_QUALIFIERS = frozenset({
     "API", "PRIVATE", "ACCESS", "SECRET", "AUTH", "SIGNING", "ENCRYPTION", "MASTER", "LICENSE",
-    "HMAC", "JWT", "SESSION",
+    "HMAC", "JWT", "SESSION", "FERNET", "APP",
 })
-# A last word that says the variable describes a secret rather than holds it:
-# POSTGRES_PASSWORD_FILE, TOKEN_URL, SECRET_NAME, AWS_ACCESS_KEY_ID, TOKEN_TTL.
-_DESCRIBING_SUFFIXES = frozenset({
-    "FILE", "PATH", "DIR", "URL", "URI", "ENDPOINT", "HOST", "PORT", "NAME", "ID", "USER",
-    "USERNAME", "TYPE", "HEADER", "FORMAT", "MODE", "POLICY", "VERSION", "ALGORITHM", "TTL",
-    "EXPIRY", "EXPIRES", "TIMEOUT", "LENGTH", "SIZE", "COUNT", "LIMIT",
+# A word after the last one that mentions the secret, saying that the variable is a setting
+# about the secret rather than the secret: where it is (POSTGRES_PASSWORD_FILE, TOKEN_URL,
+# JWT_PUBLIC_KEY_PATH), what it is called (SECRET_NAME, AWS_ACCESS_KEY_ID), how it is made,
+# checked or stored (PASSWORD_HASHERS, JWT_SECRET_ALGORITHM, PASSWORD_POLICY, SECRET_BACKEND)
+# and how long it lives (TOKEN_LIFETIME_MINUTES, SECRET_ROTATION_DAYS, PASSWORD_MIN_LENGTH).
+_SETTING_WORDS = frozenset({
+    # where, and what it is called
+    "FILE", "FILES", "PATH", "DIR", "DIRECTORY", "LOCATION", "MOUNT", "URL", "URI",
+    "ENDPOINT", "HOST", "PORT", "NAME", "ID", "USER", "USERNAME", "HEADER", "PREFIX", "FIELD",
+    "PARAM", "ISSUER", "AUDIENCE", "SCOPE", "SCOPES",
+    # how it is made, checked or stored
+    "TYPE", "KIND", "FORMAT", "ENCODING", "ENCODER", "MODE", "POLICY", "COMPLEXITY",
+    "STRENGTH", "VERSION", "ALGORITHM", "ALGORITHMS", "ALGO", "ALG", "HASHER", "HASHERS",
+    "HASHING", "ROUNDS", "ITERATIONS", "ENCRYPTION", "PROVIDER", "BACKEND", "STORE",
+    "ENABLED", "DISABLED", "REQUIRED", "CMD", "COMMAND",
+    # how long it lives, how big it is
+    "TTL", "EXPIRY", "EXPIRE", "EXPIRES", "EXPIRATION", "LIFETIME", "TIMEOUT", "AGE",
+    "ROTATION", "INTERVAL", "PERIOD", "DURATION", "MS", "SECONDS", "SECS", "MINUTES", "MINS",
+    "HOURS", "DAYS", "WEEKS", "MIN", "MAX", "LENGTH", "LEN", "SIZE", "BITS", "COUNT", "LIMIT",
+    "RETRIES", "ATTEMPTS",
 })
+# Anywhere in a name: a key meant to be seen (JWT_PUBLIC_KEY, STRIPE_PUBLISHABLE_KEY).
+_PUBLIC_WORDS = frozenset({"PUBLIC", "PUBLISHABLE"})
 _FLAGS = frozenset({"0", "1", "true", "false", "yes", "no", "on", "off"})
 _PLACEHOLDERS = frozenset({
     "changeme", "change-me", "change_me", "changeit", "replaceme", "replace-me", "replace_me",
     "placeholder", "none", "null", "nil", "unset", "undefined", "todo", "tbd", "redacted",
 })
 # fmt: on
-# ${VAR}, $VAR, ${VAR:-x}, {{ template }}, <your-token>, xxxx / ****, an absolute path.
-_REFERENCE = re.compile(r"\$\{?\w+(?::?-[^}]*)?\}?|\{\{.*\}\}|<[^<>]+>|(.)\1*|/[\w.@/-]*")
+# ${VAR}, $VAR, ${VAR:-x}, {{ template }}, <your-token>, xxxx / ****, a path (/a, ./a, ~/a).
+_REFERENCE = re.compile(
+    r"\$\{?\w+(?::?-[^}]*)?\}?|\{\{.*\}\}|<[^<>]+>|(.)\1*|(?:\.{1,2}|~|file:/)?/[\w.@/-]*"
+)
+# Values of a setting, which no one picks as a password: a number of up to 3 digits (a
+# 4-digit or longer one may be a PIN: `ROOT_PASSWORD=123456` is a secret), a decimal, a
+# quantity with its unit (30s, 1h30m, 15 minutes, 512MiB, ISO 8601 PT15M), and the names of
+# algorithms, encodings and modes (argon2, bcrypt, HS256, aes-256-gcm, base64, strict, lax),
+# alone or in a comma-separated list. Arbitrary words are not on the list: postgres,
+# hunter2 and s3cr3t are passwords, weak ones.
+_UNIT = (
+    r"(?:ns|us|ms|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|weeks?|y|years?"
+    r"|[kmgt]i?b|bytes?)"
+)
+_SETTING_ITEM = (
+    r"[+-]?\d{1,3}|[+-]?\d*\.\d+"
+    rf"|(?:\d+(?:\.\d+)?\s*{_UNIT})+"
+    r"|P(?=\d|T\d)(?:\d+[YMWD])*(?:T(?:\d+(?:\.\d+)?[HMS])+)?"
+    r"|argon2(?:i|d|id)?|bcrypt(?:[-_]sha256)?|s?crypt|yescrypt|pbkdf2(?:[-_]sha(?:1|256|512))?"
+    r"|scram-sha-?(?:1|256)|sha-?(?:1|224|256|384|512)|sha3-?(?:224|256|384|512)|md5"
+    r"|(?:hs|rs|es|ps)(?:256|384|512)|es256k|eddsa|ed(?:25519|448)|x25519|ecdsa|ecdh-es"
+    r"|rsa(?:-oaep(?:-256)?)?|hmac(?:[-_]?sha-?(?:1|256|384|512))?"
+    r"|aes(?:-?(?:128|192|256))?(?:-(?:gcm|cbc|ctr|cfb|ofb|ecb|siv))?"
+    r"|a(?:128|192|256)(?:gcm|kw|gcmkw|cbc-hs(?:256|384|512))|x?chacha20(?:-poly1305)?"
+    r"|fernet|blowfish|3des|base64(?:url)?|base32|hex|utf-?8|pem|der|pkcs#?(?:1|8|12)"
+    r"|jwt|jwe|jws|opaque|strict|lax|required|optional|preferred|prefer|auto|always|never"
+    r"|enabled|disabled|enable|disable|bearer|basic|digest|plain|headers?|cookies?|query"
+)
+_SETTING_VALUE = re.compile(rf"(?i)(?:{_SETTING_ITEM})(?:\s*,\s*(?:{_SETTING_ITEM}))*")
 
 _RUN_ARGS = re.compile(r"^(?:RUN )?\|(\d+) (.*)$", re.S)
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
@@ -147,9 +234,18 @@ _HASHED_SOURCE = re.compile(r"\b(file|multi|dir):([0-9a-f]{12})[0-9a-f]{52}\b")
 
 _SSH_KEY_FILES = frozenset(["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"])
 _ENV_TEMPLATES = (".example", ".sample", ".template", ".dist")
-# Published packages ship test keys (tornado, twisted, node's https-proxy-agent, ...): public
-# knowledge, not this image's secrets. SSH key files count wherever they are.
-_PACKAGE_TREES = ("/site-packages/", "/dist-packages/", "/node_modules/")
+# Published packages and toolchains ship test keys (tornado, twisted, node's
+# https-proxy-agent, Go's crypto/tls testdata, gems, crates): public knowledge, not this
+# image's secrets. SSH key files count wherever they are.
+_PACKAGE_TREES = (
+    "/site-packages/",
+    "/dist-packages/",
+    "/node_modules/",
+    "/pkg/mod/",
+    "/gems/",
+    "/.cargo/registry/",
+    "/usr/local/go/src/",
+)
 _NETRC_PASSWORD = re.compile(r"\bpassword\s+(\S+)")
 # Credential files by name (or the last two parts of their path): the rule, and the setting
 # that must hold a literal value (None: the file alone is the finding).
@@ -169,6 +265,7 @@ _CREDENTIAL_FILES: dict[str, tuple[str, re.Pattern[str] | None]] = {
     ),
 }
 
+_NOT_READ = ": its content was not read (over 1 MiB, or a hard link to a file read by no name)"
 _MASK_PREFIX_FROM = 16  # shorter values show no characters at all
 
 
@@ -269,16 +366,30 @@ def _waivers(accept: Mapping[str, str] | None) -> dict[str, str]:
     return dict(accept)
 
 
-def _is_secret_name(name: str) -> bool:
+def _name_words(name: str) -> list[str]:
+    """``mysqlRootPassword`` -> ``["MYSQL", "ROOT", "PASSWORD"]``."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).upper()
-    words = [word for word in re.split(r"[^A-Z0-9]+", spaced) if word]
-    if not words or words[-1] in _DESCRIBING_SUFFIXES:
+    return [word for word in re.split(r"[^A-Z0-9]+", spaced) if word]
+
+
+def _is_secret_name(name: str) -> bool:
+    """Whether a variable called ``name`` holds a secret, by its name alone.
+
+    >>> [_is_secret_name(n) for n in ("DB_PASSWORD", "PASSWORD_MIN_LENGTH", "JWT_PUBLIC_KEY")]
+    [True, False, False]
+    """
+    words = _name_words(name)
+    if _PUBLIC_WORDS.intersection(words):
         return False
-    if _SECRET_WORDS.intersection(words) or ("PWD" in words and len(words) > 1):
-        return True
-    return any(
-        word == "KEY" and i > 0 and words[i - 1] in _KEY_QUALIFIERS for i, word in enumerate(words)
-    )
+    marks = [
+        i
+        for i, word in enumerate(words)
+        if word in _SECRET_WORDS
+        or word.endswith(_SECRET_ENDINGS)
+        or (word == "PWD" and len(words) > 1)
+        or (word == "KEY" and i > 0 and words[i - 1] in _KEY_QUALIFIERS)
+    ]
+    return bool(marks) and not _SETTING_WORDS.intersection(words[marks[-1] + 1 :])
 
 
 def _is_inert(value: str) -> bool:
@@ -290,6 +401,16 @@ def _is_inert(value: str) -> bool:
         or text.lower() in _PLACEHOLDERS
         or _REFERENCE.fullmatch(text) is not None
     )
+
+
+def _is_setting_value(value: str) -> bool:
+    """True for a value no one picks as a password: a small number, a duration or size, or the
+    name of an algorithm, encoding or mode (see ``_SETTING_ITEM``).
+
+    >>> [_is_setting_value(v) for v in ("argon2", "30s", "HS256", "strict", "postgres", "123456")]
+    [True, True, True, True, False, False]
+    """
+    return _SETTING_VALUE.fullmatch(value.strip().strip("\"'")) is not None
 
 
 def _credential_formats(text: str) -> Iterator[tuple[str, str]]:
@@ -306,7 +427,8 @@ def _rule_for(name: str, value: str, name_rule: str) -> str | None:
     known = next(_credential_formats(value), None)
     if known:
         return known[0]
-    return name_rule if _is_secret_name(name) and not _is_inert(value) else None
+    holds_secret = not _is_inert(value) and not _is_setting_value(value)
+    return name_rule if holds_secret and _is_secret_name(name) else None
 
 
 def mask_secrets(text: str, env: Mapping[str, str]) -> str:
@@ -442,20 +564,29 @@ def _is_candidate(path: str) -> bool:
     )
 
 
-def keep_file(path: str, size: int) -> bool:
-    """Whether a layer read keeps this file's bytes: a file whose name makes it a candidate."""
-    return _is_candidate(path)
+def _may_hold_private_key(head: bytes) -> bool:
+    """Whether a file's first bytes may hold private key material (a substring test)."""
+    return b"PRIVATE KEY" in head or head.startswith(b"PuTTY-User-Key-File-")
+
+
+#: What a layer read keeps for this check: files whose name makes them candidates, and any
+#: small file whose first 16 KiB may hold a private key, whatever it is called.
+keep_file = Keep(lambda path, size: _is_candidate(path), _may_hold_private_key)
+
+
+def _holds_private_key(path: str, text: str) -> bool:
+    """Whether ``text``, read from ``path``, holds private key material outside a package."""
+    return _PRIVATE_KEY_MATERIAL.search(text) is not None and not any(
+        tree in path for tree in _PACKAGE_TREES
+    )
 
 
 def _file_rule(path: str, content: bytes | None) -> str | None:
-    """The rule a candidate file breaks, from its name and (when kept) its content."""
+    """The rule a file breaks, from its name and (when kept) its content."""
     base = posixpath.basename(path)
     text = (content or b"").decode("utf-8", "replace")
-    if base in _SSH_KEY_FILES:
+    if base in _SSH_KEY_FILES or _holds_private_key(path, text):
         return "private-key"
-    if base.endswith((".pem", ".key")):
-        in_package = any(tree in path for tree in _PACKAGE_TREES)
-        return "private-key" if _PRIVATE_KEY.search(text) and not in_package else None
     if base == ".env" or (base.startswith(".env.") and not base.endswith(_ENV_TEMPLATES)):
         return "env-file"
     key = _credential_file(path)
@@ -467,16 +598,56 @@ def _file_rule(path: str, content: bytes | None) -> str | None:
     return None
 
 
-def _later_fate(layers: list[LayerContents], layer: LayerContents, path: str) -> str:
-    """``, deleted in layer M, still in the image`` when a later layer hides the file."""
+def _stored_file_rule(names: list[str], content: bytes | None) -> tuple[str, str, str] | None:
+    """``(name, rule, note)`` for the first of a stored file's names that breaks a rule.
+
+    ``names`` are one stored file's names in its layer (hard links share the bytes). A
+    credential file whose setting decides, with bytes the layer read did not keep (a hard
+    link to a file kept by no name, or a file over 1 MiB), is reported as not measured.
+    """
+    for name in names:
+        rule = _file_rule(name, content)
+        if rule is not None:
+            return name, rule, ""
+    if content is None:
+        for name in names:
+            key = _credential_file(name)
+            if key is not None:
+                rule = _CREDENTIAL_FILES[key][0]
+                return name, rule, f"{_NOT_READ}, so whether it holds a credential is not measured"
+    return None
+
+
+def _superseded(
+    layers: list[LayerContents], layer: LayerContents, path: str
+) -> tuple[int, str] | None:
+    """``(layer index, "replaced" or "deleted")``: the first later layer that hides ``path``."""
     for later in layers[layer.index + 1 :]:
         if path in later.entries:
-            return f", replaced in layer {later.index}, still in the image"
+            return later.index, "replaced"
         deleted = any(path == gone or path.startswith(gone + "/") for gone in later.whiteouts)
         hidden = any(path.startswith(d.rstrip("/") + "/") for d in later.opaque_dirs)
         if deleted or hidden:
-            return f", deleted in layer {later.index}, still in the image"
-    return ""
+            return later.index, "deleted"
+    return None
+
+
+def _later_fate(
+    layers: list[LayerContents], layer: LayerContents, path: str, names: list[str]
+) -> str:
+    """``, deleted in layer M, still in the image`` when later layers hide every name of the
+    stored file ``path`` is one of; which names still show it, when ``path`` is hidden alone.
+    """
+    fates = {name: _superseded(layers, layer, name) for name in names}
+    gone = [fate for fate in fates.values() if fate is not None]
+    if len(gone) == len(names):
+        index, verb = max(gone)  # the last name to go hides the bytes
+        return f", {verb} in layer {index}, still in the image"
+    own = fates[path]
+    if own is None:
+        return ""
+    live = ", ".join(name for name, fate in fates.items() if fate is None)
+    return f", {own[1]} in layer {own[0]}, still in the image as {live}"
 
 
 def _file_findings(image: ImageUnderTest) -> Iterator[Finding]:
@@ -484,15 +655,23 @@ def _file_findings(image: ImageUnderTest) -> Iterator[Finding]:
     steps = image.layers
     found: dict[str, tuple[str, list[str]]] = {}
     for layer in layers:
-        for path, entry in layer.entries.items():
-            if entry.kind != "file" or entry.size == 0 or not _is_candidate(path):
+        # One finding per stored file, whichever of its names (hard links) breaks the rule.
+        for first, names in layer.stored_files().items():
+            content = layer.contents.get(first)
+            if layer.entries[first].kind == "file" and layer.entries[first].size == 0:
                 continue
-            rule = _file_rule(path, layer.contents.get(path))
-            if rule is None:
+            if content is None and not any(_is_candidate(name) for name in names):
+                continue  # neither its names nor its first bytes made it worth reading
+            hit = _stored_file_rule(names, content)
+            if hit is None:
                 continue
+            path, rule, note = hit
             step = steps[layer.step] if layer.step is not None else None
             made_by = f" ({_describe(step)})" if step else ""
-            where = f"in layer {layer.index}{made_by}{_later_fate(layers, layer, path)}"
+            others = [name for name in names if name != path]
+            links = f", hard-linked as {', '.join(others)}" if others else ""
+            fate = _later_fate(layers, layer, path, names)
+            where = f"in layer {layer.index}{made_by}{links}{fate}{note}"
             found.setdefault(f"file:{path}", (rule, []))[1].append(where)
     for key, (rule, places) in sorted(found.items()):
         yield Finding(key, rule, "; ".join(places))

@@ -37,10 +37,13 @@ _GROWTH = re.compile(r"([+-]?) *([0-9]+(?:\.[0-9]*)?|\.[0-9]+) *%")
 
 @dataclass(frozen=True)
 class WastedFile:
-    """A copy of a file that a later layer overwrites or deletes.
+    """A stored copy of a file that later layers overwrite or delete under every name.
 
     The image still stores its bytes (in layer ``layer_index``) though no container can see
-    them. Layer indexes are positions in ``image.diff_ids`` (``LayerContents.index``).
+    them. ``path`` is the name whose loss left the bytes unreachable, ``superseded_by`` and
+    ``how`` say which layer removed it and how; ``also`` holds the copy's other names (hard
+    links in the same layer), removed earlier or at the same time. Layer indexes are
+    positions in ``image.diff_ids`` (``LayerContents.index``).
     """
 
     path: str
@@ -48,6 +51,7 @@ class WastedFile:
     layer_index: int
     superseded_by: int
     how: str  # "overwritten", "deleted" or "hidden" (by an opaque directory)
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,18 +69,27 @@ class SizeBaseline:
 
 
 def wasted_files(layers: Iterable[LayerContents]) -> list[WastedFile]:
-    """Every superseded copy of a regular file, in the order the layers supersede them.
+    """Every stored copy of a regular file that no name reaches any more, in the order the
+    layers supersede them.
 
-    A copy is superseded when a later layer writes the same path, deletes it or a directory
+    A name is superseded when a later layer writes the same path, deletes it or a directory
     above it (a ``.wh.`` whiteout), replaces a directory above it with a file, or hides the
-    directory's contents (an opaque ``.wh..wh..opq`` directory). Each copy counts once: a
-    file written in three layers leaves two wasted copies, and the surviving one is not
-    wasted. Empty files are left out. The image's wasted bytes are
-    ``sum(f.size for f in wasted_files(layers))``.
+    directory's contents (an opaque ``.wh..wh..opq`` directory). A copy is wasted when every
+    one of its names is: a file with two names (``ln a b``, stored once, ``b`` a hard link
+    entry) keeps its bytes live while either name does, and is wasted once when both are gone.
+    A later layer that hard-links a lower file stores a new copy (the engine copies it up), so
+    that lower copy's name is superseded. Each copy counts once: a file written in three
+    layers leaves two wasted copies, and the surviving one is not wasted. Empty files are left
+    out. The image's wasted bytes are ``sum(f.size for f in wasted_files(layers))``.
     """
     live: dict[str, tuple[FileEntry, int]] = {}
     # Direct children of each directory path, so a deleted directory costs its subtree only.
     children: dict[str, set[str]] = {}
+    # Each stored copy, keyed (layer index, first name): its size and names, and the names
+    # that still reach it; and the copy each live name reaches.
+    stored: dict[tuple[int, str], tuple[int, list[str]]] = {}
+    reaching: dict[tuple[int, str], set[str]] = {}
+    copy_of: dict[str, tuple[int, str]] = {}
     wasted: list[WastedFile] = []
 
     def drop(path: str, by: int, how: str) -> None:
@@ -85,9 +98,16 @@ def wasted_files(layers: Iterable[LayerContents]) -> list[WastedFile]:
         while stack:
             current = stack.pop()
             stack.extend(children.pop(current, ()))
-            entry, index = live.pop(current, (None, -1))
-            if entry is not None and entry.kind == "file" and entry.size > 0:
-                wasted.append(WastedFile(current, entry.size, index, by, how))
+            live.pop(current, None)
+            copy = copy_of.pop(current, None)
+            if copy is None:
+                continue
+            names_left = reaching[copy]
+            names_left.discard(current)
+            size, names = stored[copy]
+            if not names_left and size > 0:
+                also = tuple(name for name in names if name != current)
+                wasted.append(WastedFile(current, size, copy[0], by, how, also))
 
     for layer in layers:
         for directory in layer.opaque_dirs:
@@ -100,6 +120,17 @@ def wasted_files(layers: Iterable[LayerContents]) -> list[WastedFile]:
             if old is not None and not (old[0].kind == entry.kind == "dir"):
                 drop(path, layer.index, "overwritten")
             live[path] = (entry, layer.index)
+            # A hard link reaches its first name's copy, written earlier in the same tar.
+            copy = (layer.index, path) if entry.kind == "file" else None
+            if entry.kind == "hardlink":
+                copy = copy_of.get(entry.linkname)
+            if copy is not None:
+                if entry.kind == "file":
+                    stored[copy] = (entry.size, [])
+                    reaching[copy] = set()
+                stored[copy][1].append(path)
+                reaching[copy].add(path)
+                copy_of[path] = copy
             # Link every ancestor too: a tar need not list the directories above a file.
             while path != "/" and path not in children.setdefault(posixpath.dirname(path), set()):
                 children[posixpath.dirname(path)].add(path)
@@ -363,9 +394,12 @@ def _wasted_section(
         step = layers[index].step
         return _short(steps[step].instruction, 60) if step is not None else f"layer {index}"
 
+    def names(f: WastedFile) -> str:
+        return f"{f.path} (hard-linked as {', '.join(f.also)})" if f.also else f.path
+
     biggest = sorted(files, key=lambda f: f.size, reverse=True)[:_TOP]
     lines = [
-        f"  {format_size(f.size):>7}  {f.path}  {f.how} by {made_by(f.superseded_by)}"
+        f"  {format_size(f.size):>7}  {names(f)}  {f.how} by {made_by(f.superseded_by)}"
         for f in biggest
     ]
     return f"largest wasted files ({len(biggest)} of {len(files)}):\n" + "\n".join(lines)
