@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,13 +45,18 @@ STEP_OUTPUT_LINES = 2000
 
 @dataclass(frozen=True)
 class BuildSpec:
-    """What to build: a context directory, a Dockerfile, build args, a target and a tag."""
+    """What to build: a context directory, a Dockerfile, build args, a target, a tag and
+    the target platform."""
 
     context: Path
     dockerfile: Path | None = None
     build_args: Mapping[str, str] = field(default_factory=dict)
     target: str | None = None
     tag: str | None = None
+    #: The platform to build for (``docker build --platform``), e.g. ``linux/arm64``; None
+    #: for the engine's own. One only: the build loads one image into the engine (see
+    #: :func:`single_platform`).
+    platform: str | None = None
 
     @property
     def dockerfile_path(self) -> Path:
@@ -78,11 +83,17 @@ class BuildSpec:
             "args": sorted(self.build_args.items()),
             "target": self.target,
             "tag": self.image_tag,
+            "platform": self.platform,
         }
         return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
 
-    def validate(self) -> Dockerfile:
-        """Check the inputs before any build starts; return the parsed Dockerfile."""
+    def validate(self, engine_platform: str | None = None) -> Dockerfile:
+        """Check the inputs before any build starts; return the parsed Dockerfile.
+
+        ``engine_platform`` is the engine's platform (:func:`~.platforms.engine_platform`):
+        BUILDPLATFORM, and the target platform when the spec names none. The Dockerfile is
+        resolved for the build's platform and knows its ``--target``.
+        """
         if not self.context.is_dir():
             raise ImageCheckError(
                 f"--build-context {self.context} is not a directory: pass the folder that holds "
@@ -90,10 +101,33 @@ class BuildSpec:
             )
         from .dockerfile import Dockerfile
 
-        dockerfile = Dockerfile.parse(self.dockerfile_path, build_args=self.build_args)
-        if self.target:
-            dockerfile.check_target(self.target)
-        return dockerfile
+        return Dockerfile.parse(
+            self.dockerfile_path,
+            build_args=self.build_args,
+            platforms=[self.platform] if self.platform else (),
+            build_platform=engine_platform,
+            target=self.target,
+        )
+
+
+def single_platform(platforms: Sequence[str], option: str = "--platform") -> str | None:
+    """The one platform a build targets, from the platforms given (None when none is).
+
+    The engine's builder takes one platform and refuses a list (``docker build --platform
+    linux/amd64,linux/arm64``: "... is an invalid component"), and ``buildx --load`` loads one
+    image, so several are an error naming ``option``.
+
+    >>> single_platform(["linux/arm64"])
+    'linux/arm64'
+    """
+    if len(platforms) > 1:
+        raise ImageCheckError(
+            f"{option} {','.join(platforms)} names {len(platforms)} platforms, but a build "
+            "loads one image into the engine: pass one to build (e.g. "
+            f"{option} {platforms[0]}), or test a built image with --image and --dockerfile "
+            "to judge the Dockerfile on several"
+        )
+    return platforms[0] if platforms else None
 
 
 def parse_build_arg(text: str) -> tuple[str, str]:
@@ -238,6 +272,8 @@ def _build_with_cli(
             argv += ["--build-arg", f"{key}={value}"]
         if spec.target:
             argv += ["--target", spec.target]
+        if spec.platform:
+            argv += ["--platform", spec.platform]
         argv.append(str(spec.context))
         log = _StepLog(progress, verbose)
         with _process(argv, {**os.environ, **extra_env}) as proc:
@@ -296,6 +332,7 @@ def _build_with_docker_py(
         buildargs=dict(spec.build_args),
         target=spec.target,
         tag=spec.image_tag,
+        platform=spec.platform,
         rm=True,
         forcerm=True,
         decode=True,
@@ -328,11 +365,12 @@ def build_image(
     dockerfile = spec.validate()
     started = time.monotonic()
     buildkit = find_buildkit_cli()
+    name = f"{spec.image_tag} for {spec.platform}" if spec.platform else spec.image_tag
     if buildkit is not None:
-        progress(f"building {spec.image_tag} with BuildKit ({' '.join(buildkit[0][:2])})")
+        progress(f"building {name} with BuildKit ({' '.join(buildkit[0][:2])})")
         image_id = _build_with_cli(spec, dockerfile, *buildkit, progress, verbose)
     else:
-        progress(f"building {spec.image_tag} with the engine's legacy builder (docker-py)")
+        progress(f"building {name} with the engine's legacy builder (docker-py)")
         try:
             image_id = _build_with_docker_py(spec, dockerfile, client, progress, verbose)
         except docker.errors.APIError as exc:

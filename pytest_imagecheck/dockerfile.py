@@ -18,21 +18,43 @@ cases this module must get right it gives wrong facts:
   the instruction around it, and flags stay in the value (``--mount=...``);
 * nothing is an error: ``RUNN x`` is an instruction, and a repeated or
   invalid ``# escape=`` directive passes silently.
+
+Platforms: BuildKit predefines TARGETPLATFORM, TARGETOS, TARGETARCH, TARGETVARIANT,
+BUILDPLATFORM, BUILDOS, BUILDARCH and BUILDVARIANT. FROM lines (the global scope) see them
+without any ARG; inside a stage they have a value only after a bare ``ARG NAME``. A
+``--build-arg`` of the same name overrides them, as in BuildKit's ``platformArgs``. So a
+Dockerfile is resolved for one target platform at a time (:meth:`Dockerfile.on`), and
+:attr:`Dockerfile.judged_platforms` says which platforms it can take. A bare global
+``ARG TARGETARCH`` keeps the automatic value, as current BuildKit does (the frontend built
+into engine 20.10 empties it instead, measured). The legacy builder defines none of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-from pytest_imagecheck.errors import DockerfileError
+from pytest_imagecheck.errors import DockerfileError, ImageCheckError
+from pytest_imagecheck.platforms import (
+    CANDIDATE_PLATFORMS,
+    normalize_platform,
+    parse_platforms,
+    platform_args,
+)
 
-__all__ = ["Dockerfile", "Heredoc", "Instruction", "Stage"]
+__all__ = [
+    "Dockerfile",
+    "Heredoc",
+    "Instruction",
+    "Stage",
+]
 
 _INSTRUCTIONS = frozenset(
     {
@@ -103,6 +125,27 @@ class Instruction:
                 return value
         return None
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The stages or images this instruction reads, as written: ``COPY --from`` and
+        ``RUN --mount=from=``, in order.
+
+        Builders substitute no variables in these (BuildKit refuses ``$`` there; the
+        legacy builder takes it literally), so they are stage names, indices or references.
+        """
+        found = [
+            value
+            for name, value in self.flags
+            if name == "from" and self.keyword in ("COPY", "ADD")
+        ]
+        for name, value in self.flags:
+            if name == "mount":
+                for option in value.split(","):
+                    key, _, option_value = option.partition("=")
+                    if key.strip().lower() == "from" and option_value:
+                        found.append(option_value)
+        return tuple(found)
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -122,6 +165,10 @@ class Stage:
     instruction: Instruction
     #: Index of the earlier stage that ``resolved_base`` names, if any.
     base_stage: int | None
+    #: The platform the stage is built for: the ``--platform`` flag substituted and
+    #: normalised (the platform its base image is pulled for), else the target platform;
+    #: an earlier stage's platform when built on it. None when unknown.
+    base_platform: str | None = None
 
     @property
     def is_scratch(self) -> bool:
@@ -139,11 +186,17 @@ class Stage:
 
 @dataclass(frozen=True, repr=False)
 class Dockerfile:
-    """A parsed Dockerfile.
+    """A parsed Dockerfile, resolved for one target platform.
 
     Build with :meth:`parse` or :meth:`from_string`; both raise
     :class:`~pytest_imagecheck.errors.DockerfileError` with a ``path:line``
     message for input that ``docker build`` would reject.
+
+    What depends on the platform (``stages``' resolved bases, ``args``, :meth:`substitute`)
+    is resolved for :attr:`target_platform`: the first of ``platforms`` when given, else
+    ``build_platform`` (the engine's), else unknown, where the platform ARGs have no value.
+    :meth:`on` resolves the same file for another platform, and :attr:`judged_platforms`
+    lists the platforms a check should judge.
     """
 
     #: The path used in messages, as given.
@@ -155,17 +208,33 @@ class Dockerfile:
     #: The ARGs declared before the first FROM, each with its build arg if one
     #: is given, else its default, else None. Build args that no global ARG
     #: declares are left out: Docker does not use them in FROM lines either.
+    #: A bare ``ARG TARGETARCH`` (or another platform ARG) keeps its automatic value.
     args: dict[str, str | None]
     build_args: dict[str, str]
+    #: The platforms the build targets (``--platform``), normalised; empty when not given.
+    platforms: tuple[str, ...] = ()
+    #: The engine's platform: BUILDPLATFORM, and the target when ``platforms`` is empty.
+    build_platform: str | None = None
+    #: The platform this object is resolved for (TARGETPLATFORM); None when unknown.
+    target_platform: str | None = None
+    #: The stage the build stops at (``--target``); None for the last stage.
+    target: str | None = None
 
     def __repr__(self) -> str:
-        return f"<Dockerfile {self.path}: {len(self.stages)} stages>"
+        platform = f" on {self.target_platform}" if self.target_platform else ""
+        return f"<Dockerfile {self.path}: {len(self.stages)} stages{platform}>"
 
     @classmethod
     def parse(
-        cls, path: str | os.PathLike[str], build_args: Mapping[str, str] | None = None
+        cls,
+        path: str | os.PathLike[str],
+        build_args: Mapping[str, str] | None = None,
+        *,
+        platforms: str | Sequence[str] = (),
+        build_platform: str | None = None,
+        target: str | None = None,
     ) -> Dockerfile:
-        """Read and parse the Dockerfile at ``path``."""
+        """Read and parse the Dockerfile at ``path``; the keywords are :meth:`from_string`'s."""
         try:
             data = Path(path).read_bytes()
         except (FileNotFoundError, IsADirectoryError):
@@ -176,7 +245,14 @@ class Dockerfile:
             raise DockerfileError(f"cannot read Dockerfile {path}: {exc.strerror}") from None
         # Docker does not care about the encoding either; only the ASCII syntax matters.
         text = data.decode("utf-8", errors="replace")
-        return cls.from_string(text, path=path, build_args=build_args)
+        return cls.from_string(
+            text,
+            path=path,
+            build_args=build_args,
+            platforms=platforms,
+            build_platform=build_platform,
+            target=target,
+        )
 
     @classmethod
     def from_string(
@@ -185,22 +261,66 @@ class Dockerfile:
         *,
         path: str | os.PathLike[str] = "Dockerfile",
         build_args: Mapping[str, str] | None = None,
+        platforms: str | Sequence[str] = (),
+        build_platform: str | None = None,
+        target: str | None = None,
     ) -> Dockerfile:
-        """Parse Dockerfile ``text``; ``path`` only names it in messages."""
+        """Parse Dockerfile ``text``; ``path`` only names it in messages.
+
+        ``platforms`` are the build's target platforms (a list, or a comma-separated string
+        as ``docker buildx build --platform`` takes it); ``build_platform`` is the engine's
+        (:func:`engine_platform`). Both are normalised (:func:`normalize_platform`); an
+        invalid one raises :class:`~pytest_imagecheck.errors.ImageCheckError`. ``target``
+        is ``--target``; it must name a stage.
+        """
         path = Path(path)
-        build_args = dict(build_args or {})
+        if isinstance(platforms, str):
+            platforms = parse_platforms(platforms)
+        targets = tuple(dict.fromkeys(normalize_platform(p) for p in platforms))
+        build = normalize_platform(build_platform) if build_platform else None
         lines = _split_lines(text)
         directives = _read_directives(lines, path)
+        instructions = _read_instructions(lines, path, directives.get("escape", "\\"))
+        dockerfile = cls._resolve(
+            path=path,
+            directives=directives,
+            instructions=instructions,
+            build_args=dict(build_args or {}),
+            platforms=targets,
+            build_platform=build,
+            target_platform=targets[0] if targets else build,
+            target=target,
+        )
+        if target is not None:
+            dockerfile.check_target(target)
+        return dockerfile
+
+    @classmethod
+    def _resolve(
+        cls,
+        *,
+        path: Path,
+        directives: dict[str, str],
+        instructions: tuple[Instruction, ...],
+        build_args: dict[str, str],
+        platforms: tuple[str, ...],
+        build_platform: str | None,
+        target_platform: str | None,
+        target: str | None,
+    ) -> Dockerfile:
+        """Resolve the global ARGs and the stages' bases for ``target_platform``."""
         escape = directives.get("escape", "\\")
-        instructions = _read_instructions(lines, path, escape)
-        args: dict[str, str | None] = {}
+        scope = platform_args(target_platform, build_platform, build_args)
+        declared: list[str] = []
         stages: list[Stage] = []
         for instruction in instructions:
             where = f"{path}:{instruction.line}"
             if instruction.stage is None:
-                _declare(args, instruction, build_args, {}, escape, where)
+                declared += _declare(scope, instruction, build_args, {}, escape, where)
             elif instruction.keyword == "FROM":
-                stages.append(_make_stage(instruction, stages, args, escape, where))
+                stages.append(
+                    _make_stage(instruction, stages, scope, escape, where, target_platform)
+                )
         if not stages:
             raise DockerfileError(f"{path}: no FROM instruction (start a stage with FROM IMAGE)")
         return cls(
@@ -208,9 +328,113 @@ class Dockerfile:
             directives=directives,
             instructions=instructions,
             stages=tuple(stages),
-            args=args,
+            args={name: scope[name] for name in dict.fromkeys(declared)},
             build_args=build_args,
+            platforms=platforms,
+            build_platform=build_platform,
+            target_platform=target_platform,
+            target=target,
         )
+
+    def on(self, platform: str) -> Dockerfile:
+        """This Dockerfile resolved for target ``platform`` (normalised first).
+
+        >>> text = "FROM scratch AS base-amd64\\nFROM scratch AS base-arm64\\n"
+        >>> text += "FROM base-${TARGETARCH}\\n"
+        >>> dockerfile = Dockerfile.from_string(text, build_platform="linux/amd64")
+        >>> [df.stages[2].resolved_base for df in (dockerfile, dockerfile.on("linux/aarch64"))]
+        ['base-amd64', 'base-arm64']
+        """
+        platform = normalize_platform(platform)
+        if platform == self.target_platform:
+            return self
+        return self._resolve(
+            path=self.path,
+            directives=self.directives,
+            instructions=self.instructions,
+            build_args=self.build_args,
+            platforms=self.platforms,
+            build_platform=self.build_platform,
+            target_platform=platform,
+            target=self.target,
+        )
+
+    @cached_property
+    def platform_args(self) -> dict[str, str | None]:
+        """TARGETPLATFORM, TARGETARCH, ... BUILDVARIANT for :attr:`target_platform`, as FROM
+        lines see them (build args override; None where the platform is unknown)."""
+        return platform_args(self.target_platform, self.build_platform, self.build_args)
+
+    @cached_property
+    def judged_platforms(self) -> tuple[str, ...]:
+        """The target platforms a check should judge this Dockerfile on.
+
+        ``platforms`` when the build names them. Otherwise the engine's platform, followed by
+        every platform the Dockerfile evidently supports: a :data:`CANDIDATE_PLATFORMS` entry
+        on which some FROM line selects an earlier stage other than the one it selects on the
+        engine's platform (``FROM base-${TARGETARCH}`` with stages ``base-amd64`` and
+        ``base-arm64``); for another OS than the engine's, other than the one it selects for
+        the same architecture on the engine's OS. Empty when no platform is known.
+
+        >>> text = "FROM scratch AS base-amd64\\nFROM scratch AS base-arm64\\n"
+        >>> text += "FROM base-${TARGETARCH}\\n"
+        >>> Dockerfile.from_string(text, build_platform="linux/amd64").judged_platforms
+        ('linux/amd64', 'linux/arm64')
+        """
+        if self.platforms:
+            return self.platforms
+        if self.build_platform is None:
+            return ()
+        engine_os = self.build_platform.split("/")[0]
+        found = [self.build_platform]
+        for candidate in CANDIDATE_PLATFORMS:
+            if candidate in found:
+                continue
+            # Compared with the same architecture on the engine's OS, so that a Dockerfile
+            # that picks stages by TARGETARCH alone does not evidently support Windows.
+            os_name, _, arch = candidate.partition("/")
+            usual = self.on(self.build_platform if os_name == engine_os else f"{engine_os}/{arch}")
+            view = self.on(candidate)
+            if any(
+                stage.base_stage is not None and stage.base_stage != other.base_stage
+                for stage, other in zip(view.stages, usual.stages, strict=True)
+            ):
+                found.append(candidate)
+        return tuple(found)
+
+    @cached_property
+    def used_stages(self) -> frozenset[int]:
+        """Indices of the stages a build of :attr:`target` (else the last stage) runs on
+        :attr:`target_platform`: the target and every stage it builds on or reads from
+        (``FROM``, ``COPY --from``, ``RUN --mount=from``), as BuildKit prunes the rest."""
+        needs: dict[int, set[int]] = {stage.index: set() for stage in self.stages}
+        for stage in self.stages:
+            if stage.base_stage is not None:
+                needs[stage.index].add(stage.base_stage)
+        for instruction in self.instructions:
+            for source in instruction.sources:
+                found = self.source_stage(source)
+                if instruction.stage is not None and found is not None:
+                    needs[instruction.stage].add(found.index)
+        start = self.check_target(self.target).index if self.target else len(self.stages) - 1
+        used: set[int] = set()
+        todo = [start]
+        while todo:
+            index = todo.pop()
+            if index not in used:
+                used.add(index)
+                todo.extend(needs[index])
+        return frozenset(used)
+
+    def source_stage(self, source: str) -> Stage | None:
+        """The stage a ``--from`` value (:attr:`Instruction.sources`) names, if it names one:
+        a stage name in any case, or an index. One with a ``$`` names none."""
+        if "$" in source:
+            return None
+        try:
+            return self.stage(source)
+        except DockerfileError:
+            return None
 
     @property
     def final_stage(self) -> Stage:
@@ -287,18 +511,20 @@ class Dockerfile:
     def substitute(self, text: str, stage: int | None = None) -> str | None:
         """Substitute ARGs in ``text`` as Docker does, and remove its quotes.
 
-        With ``stage=None`` the global ARGs apply, as in FROM lines; with a
-        stage index, the ARGs that stage declares (a global ARG is visible in
-        a stage only where the stage re-declares it). ENV values are not
-        known here. Returns None when ``text`` needs a variable without a value.
+        With ``stage=None`` the global ARGs and the platform ARGs apply, as in FROM
+        lines; with a stage index, the ARGs that stage declares (a global or platform
+        ARG is visible in a stage only where the stage re-declares it, e.g. a bare
+        ``ARG TARGETARCH``). ENV values are not known here. Returns None when ``text``
+        needs a variable without a value.
         """
-        scope = self.args
+        global_scope = {**self.platform_args, **self.args}
+        scope = global_scope
         if stage is not None:
             scope = {}
             for instruction in self.instructions_of(stage):
                 if instruction.keyword == "ARG":
                     where = self.location(instruction)
-                    _declare(scope, instruction, self.build_args, self.args, self._escape, where)
+                    _declare(scope, instruction, self.build_args, global_scope, self._escape, where)
         return _expand(text, scope, self._escape, str(self.path))
 
     @property
@@ -529,6 +755,7 @@ def _make_stage(
     args: Mapping[str, str | None],
     escape: str,
     where: str,
+    target_platform: str | None,
 ) -> Stage:
     words = instruction.value.split()
     if not words:
@@ -555,15 +782,26 @@ def _make_stage(
     base_stage = None
     if resolved is not None:
         base_stage = next((s.index for s in earlier if s.name == resolved.lower()), None)
+    flag = instruction.flag("platform")
+    # A stage built on an earlier one takes that one's platform, whatever its own flag says
+    # (BuildKit's dispatchState.init).
+    base_platform = target_platform if base_stage is None else earlier[base_stage].base_platform
+    if flag is not None and base_stage is None:
+        base_platform = None
+        value = _expand(flag, args, escape, where)
+        # A value BuildKit refuses leaves the platform unknown here.
+        with contextlib.suppress(ImageCheckError):
+            base_platform = normalize_platform(value) if value else None
     return Stage(
         index=len(earlier),
         name=name,
         base=words[0],
         resolved_base=resolved,
-        platform=instruction.flag("platform"),
+        platform=flag,
         line=instruction.line,
         instruction=instruction,
         base_stage=base_stage,
+        base_platform=base_platform,
     )
 
 
@@ -574,23 +812,30 @@ def _declare(
     outer: Mapping[str, str | None],
     escape: str,
     where: str,
-) -> None:
-    """Add the names an ARG instruction declares to ``scope``.
+) -> list[str]:
+    """Add the names an ARG instruction declares to ``scope``; return them.
 
     A build arg wins over the default; a name without default takes its value
-    from ``outer`` (the global ARGs, for a stage).
+    from ``outer`` (the global and platform ARGs, for a stage), else keeps the
+    value it has in ``scope`` (a platform ARG, or an earlier ARG of that name),
+    else has none. That is BuildKit's ``buildMetaArgs`` and ``dispatchArg``.
     """
     words = _raw_words(instruction.value, escape)
     if not words:
         raise DockerfileError(f"{where}: ARG has no name (write ARG NAME[=DEFAULT])")
+    names = []
     for word in words:
         name, has_default, default = word.partition("=")
+        names.append(name)
         if name in build_args:
             scope[name] = build_args[name]
         elif has_default:
             scope[name] = _expand(default, scope, escape, where)
+        elif name in outer:
+            scope[name] = outer[name]
         else:
-            scope[name] = outer.get(name)
+            scope.setdefault(name, None)
+    return names
 
 
 def _expand(text: str, scope: Mapping[str, str | None], escape: str, where: str) -> str | None:

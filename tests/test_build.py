@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from pytest_imagecheck import build as build_module
+from pytest_imagecheck.build import BuildSpec, single_platform
+from pytest_imagecheck.engine import Engine
+from pytest_imagecheck.errors import ImageCheckError
+from pytest_imagecheck.platforms import engine_platform
 
 
 def _context(path: Path, busybox: str, body: str) -> Path:
@@ -146,3 +153,115 @@ def test_two_xdist_workers_share_one_build(pytester, busybox, client) -> None:
     assert len(ids) == 1
     assert workers == {"gw0", "gw1"}
     assert result.stderr.str().count(f"RUN echo {nonce}") == 1, result.stderr.str()
+
+
+# Platforms
+
+
+ARCH_STAGES = (
+    "FROM scratch AS base-amd64\nCOPY amd64 /which\n"
+    "FROM scratch AS base-arm64\nCOPY arm64 /which\n"
+    "FROM base-${TARGETARCH} AS final\n"
+)
+
+
+@pytest.fixture
+def tagged(client) -> Iterator[list[str]]:
+    """Tags the test builds; removed when it ends."""
+    tags: list[str] = []
+    yield tags
+    for tag in tags:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(tag, force=True)
+
+
+def _arch_context(path: Path) -> Path:
+    context = path / "arch"
+    context.mkdir()
+    (context / "Dockerfile").write_text(ARCH_STAGES)
+    for arch in ("amd64", "arm64"):
+        (context / arch).write_text(f"{arch}\n")
+    return context
+
+
+def test_build_for_a_platform_builds_the_stage_buildkit_selects_for_it(
+    tmp_path, client, tagged
+) -> None:
+    assert build_module.find_buildkit_cli() is not None, "the CLI build path needs docker.io"
+    engine = Engine(client, "tests-build-platform")
+    context = _arch_context(tmp_path)
+    native = engine_platform(client.version())
+    lines: list[str] = []
+    for platform in ("linux/arm64", "linux/amd64", None):
+        tag = f"imagecheck-test/platform:{secrets.token_hex(4)}"
+        tagged.append(tag)
+        spec = BuildSpec(context=context, tag=tag, platform=platform)
+        build_module.build_image(spec, client, progress=lines.append)
+        image = engine.image(tag)
+        built = platform or native
+        assert f"{image.os}/{image.architecture}" == built
+        assert image.read_file("/which") == f"{built.split('/')[1]}\n".encode()
+    assert any(" for linux/arm64 with BuildKit (" in line for line in lines), lines
+
+
+def test_legacy_builder_gets_the_platform_too(
+    tmp_path, client, tagged, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build_module, "find_buildkit_cli", lambda: None)
+    context = tmp_path / "legacy"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY which /which\n")
+    (context / "which").write_text("arm64\n")
+    tag = f"imagecheck-test/platform:{secrets.token_hex(4)}"
+    tagged.append(tag)
+    build_module.build_image(BuildSpec(context=context, tag=tag, platform="linux/arm64"), client)
+    attrs = client.images.get(tag).attrs
+    assert (attrs["Os"], attrs["Architecture"]) == ("linux", "arm64")
+
+
+def test_validate_resolves_the_dockerfile_for_the_build_platform(tmp_path) -> None:
+    context = _arch_context(tmp_path)
+    dockerfile = BuildSpec(context=context, platform="linux/arm64", target="final").validate(
+        engine_platform="linux/amd64"
+    )
+    assert dockerfile.target_platform == "linux/arm64"
+    assert dockerfile.judged_platforms == ("linux/arm64",)
+    assert dockerfile.platform_args["BUILDARCH"] == "amd64"
+    assert dockerfile.final_stage.resolved_base == "base-arm64"
+    assert dockerfile.target == "final"
+    native = BuildSpec(context=context).validate(engine_platform="linux/amd64")
+    assert native.judged_platforms == ("linux/amd64", "linux/arm64")
+
+
+def test_build_key_depends_on_the_platform(tmp_path) -> None:
+    specs = [BuildSpec(context=tmp_path, platform=p) for p in (None, "linux/arm64")]
+    assert specs[0].key() != specs[1].key()
+
+
+def test_a_build_takes_one_platform() -> None:
+    assert single_platform(()) is None
+    assert single_platform(("linux/arm64",)) == "linux/arm64"
+    with pytest.raises(ImageCheckError) as excinfo:
+        single_platform(("linux/amd64", "linux/arm64"))
+    assert str(excinfo.value).startswith(
+        "--platform linux/amd64,linux/arm64 names 2 platforms, but a build loads one image "
+        "into the engine: pass one to build (e.g. --platform linux/amd64)"
+    )
+
+
+def test_platform_option_builds_the_image_under_test_for_it(pytester, client, tagged) -> None:
+    context = _arch_context(pytester.path)
+    tag = f"imagecheck-test/platform:{secrets.token_hex(4)}"
+    tagged.append(tag)
+    pytester.makepyfile(
+        """
+        def test_arm64(image, dockerfile):
+            assert (image.os, image.architecture) == ("linux", "arm64")
+            assert image.read_file("/which") == b"arm64\\n"
+            assert dockerfile.target_platform == "linux/arm64"
+        """
+    )
+    result = pytester.runpytest(
+        f"--build-context={context}", f"--image={tag}", "--platform=linux/arm64"
+    )
+    result.assert_outcomes(passed=1)

@@ -8,6 +8,7 @@ import pytest
 
 from pytest_imagecheck.dockerfile import Dockerfile, Heredoc
 from pytest_imagecheck.errors import DockerfileError, ImageCheckError
+from pytest_imagecheck.platforms import engine_platform, normalize_platform, parse_platforms
 
 
 def parse(text: str, **kwargs: Any) -> Dockerfile:
@@ -640,3 +641,280 @@ def test_location_uses_the_path_as_given() -> None:
     assert df.location(df.instructions[1]) == "build/Dockerfile:2"
     assert df.location(7) == "build/Dockerfile:7"
     assert parse("FROM alpine\n").location(1) == "Dockerfile:1"
+
+
+# Platforms: BuildKit's automatic platform ARGs
+
+ARCH_STAGES = """
+    FROM scratch AS base-amd64
+    FROM scratch AS base-arm64
+    FROM base-${TARGETARCH} AS final
+    """
+
+
+@pytest.mark.parametrize(
+    ("given", "normalized"),
+    [
+        ("linux/amd64", "linux/amd64"),
+        ("linux/x86_64", "linux/amd64"),
+        ("linux/amd64/v1", "linux/amd64"),
+        ("LINUX/AMD64", "linux/amd64"),
+        ("linux/aarch64", "linux/arm64"),
+        ("linux/arm64/v8", "linux/arm64"),
+        ("linux/arm64/8", "linux/arm64"),
+        ("linux/arm", "linux/arm/v7"),
+        ("linux/arm/7", "linux/arm/v7"),
+        ("linux/armhf", "linux/arm/v7"),
+        ("linux/armel", "linux/arm/v6"),
+        ("linux/arm/v6", "linux/arm/v6"),
+        ("linux/i386", "linux/386"),
+        ("arm64", "linux/arm64"),
+        ("windows/amd64", "windows/amd64"),
+        ("macos/arm64", "darwin/arm64"),
+    ],
+)
+def test_normalize_platform_follows_containerd(given: str, normalized: str) -> None:
+    assert normalize_platform(given) == normalized
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("", "is not understood: use OS/ARCH[/VARIANT]"),
+        ("linux/", "is not understood: use OS/ARCH[/VARIANT]"),
+        ("linux/amd64/v2/x", "is not understood: use OS/ARCH[/VARIANT]"),
+        ("linux/amd64,linux/arm64", "is not understood: use OS/ARCH[/VARIANT]"),
+        ("linux", "names no architecture: use OS/ARCH, e.g. linux/amd64"),
+        ("pdp11", "is not a known OS or architecture"),
+    ],
+)
+def test_malformed_platform_is_an_error_with_the_form_to_use(given: str, problem: str) -> None:
+    with pytest.raises(ImageCheckError) as excinfo:
+        normalize_platform(given)
+    assert str(excinfo.value).startswith(f"platform {given!r} {problem}")
+
+
+def test_parse_platforms_takes_buildx_comma_list() -> None:
+    assert parse_platforms("linux/amd64,linux/aarch64, linux/arm64,linux/arm") == (
+        "linux/amd64",
+        "linux/arm64",
+        "linux/arm/v7",
+    )
+    with pytest.raises(ImageCheckError, match=r"^--platform ' , ' names no platform"):
+        parse_platforms(" , ")
+    with pytest.raises(ImageCheckError) as excinfo:
+        parse_platforms("linux/amd64,linux")
+    assert str(excinfo.value) == (
+        "--platform 'linux/amd64,linux': platform 'linux' names no architecture: "
+        "use OS/ARCH, e.g. linux/amd64"
+    )
+
+
+def test_engine_platform_reads_the_engines_os_and_arch() -> None:
+    assert engine_platform({"Os": "linux", "Arch": "arm64", "Version": "27.1"}) == "linux/arm64"
+    assert engine_platform({"Os": "linux", "Arch": "arm"}) == "linux/arm/v7"
+    assert engine_platform({"Os": "linux"}) is None
+    assert engine_platform({"Os": "linux", "Arch": "??"}) is None
+
+
+def test_engine_platform_of_the_real_engine_agrees_with_its_kernel(client) -> None:
+    # Two sources on the engine: Go's GOARCH in the version, uname -m in the info.
+    info = client.info()
+    expected = normalize_platform(f"{info['OSType']}/{info['Architecture']}")
+    assert engine_platform(client.version()) == expected
+
+
+def test_from_sees_platform_args_without_declaring_them() -> None:
+    df = parse(
+        """
+        FROM --platform=$BUILDPLATFORM golang AS build
+        FROM base-${TARGETOS}-${TARGETARCH}${TARGETVARIANT}:${BUILDARCH}
+        """,
+        platforms=["linux/arm/v7"],
+        build_platform="linux/amd64",
+    )
+    assert df.stages[1].resolved_base == "base-linux-armv7:amd64"
+    assert df.args == {}
+    assert df.platform_args == {
+        "TARGETPLATFORM": "linux/arm/v7",
+        "TARGETOS": "linux",
+        "TARGETARCH": "arm",
+        "TARGETVARIANT": "v7",
+        "BUILDPLATFORM": "linux/amd64",
+        "BUILDOS": "linux",
+        "BUILDARCH": "amd64",
+        "BUILDVARIANT": "",
+    }
+
+
+def test_targetvariant_is_empty_on_amd64_not_unknown() -> None:
+    df = parse("FROM base-${TARGETARCH}${TARGETVARIANT}\n", build_platform="linux/amd64")
+    assert df.stages[0].resolved_base == "base-amd64"
+    assert df.substitute("${TARGETVARIANT:-none}") == "none"
+
+
+def test_without_any_platform_the_platform_args_have_no_value() -> None:
+    df = parse(ARCH_STAGES)
+    assert df.target_platform is None
+    assert df.judged_platforms == ()
+    assert df.stages[2].resolved_base is None
+    assert df.stages[2].is_external
+
+
+def test_target_platform_is_the_first_given_else_the_engines() -> None:
+    assert parse(ARCH_STAGES, build_platform="linux/amd64").target_platform == "linux/amd64"
+    given = parse(ARCH_STAGES, platforms="linux/arm64,linux/amd64", build_platform="linux/amd64")
+    assert given.target_platform == "linux/arm64"
+    assert given.stages[2].base_stage == 1
+    assert given.platform_args["BUILDPLATFORM"] == "linux/amd64"
+
+
+def test_stage_sees_platform_args_only_after_a_bare_arg() -> None:
+    df = parse(
+        """
+        FROM alpine
+        RUN echo $TARGETARCH
+        FROM alpine
+        ARG TARGETARCH
+        ARG BUILDPLATFORM
+        """,
+        build_platform="linux/arm64",
+    )
+    assert df.substitute("$TARGETARCH", stage=0) is None
+    assert df.substitute("$TARGETARCH $BUILDPLATFORM", stage=1) == "arm64 linux/arm64"
+
+
+def test_build_arg_overrides_platform_args_as_buildkit_does() -> None:
+    # BuildKit's platformArgs lets build args override (engine 20.10 builds base-arm64 so).
+    df = parse(
+        ARCH_STAGES + "ARG TARGETARCH\n",
+        build_platform="linux/amd64",
+        build_args={"TARGETARCH": "arm64"},
+    )
+    assert df.stages[2].resolved_base == "base-arm64"
+    assert df.substitute("$TARGETARCH", stage=2) == "arm64"
+    assert df.platform_args["TARGETPLATFORM"] == "linux/amd64"
+
+
+def test_global_arg_default_shadows_a_platform_arg() -> None:
+    df = parse(
+        "ARG TARGETARCH=arm64\n" + textwrap.dedent(ARCH_STAGES), build_platform="linux/amd64"
+    )
+    assert df.args == {"TARGETARCH": "arm64"}
+    assert df.stages[2].resolved_base == "base-arm64"
+    assert df.judged_platforms == ("linux/amd64",)
+
+
+def test_bare_global_arg_keeps_the_value_it_has() -> None:
+    df = parse(
+        "ARG TARGETARCH\nARG TAG=1\nARG TAG\n" + textwrap.dedent(ARCH_STAGES),
+        build_platform="linux/arm64",
+    )
+    assert df.args == {"TARGETARCH": "arm64", "TAG": "1"}
+    assert df.stages[2].resolved_base == "base-arm64"
+
+
+def test_global_arg_default_may_use_platform_args() -> None:
+    df = parse("ARG IMAGE=tool-${TARGETARCH}\nFROM ${IMAGE}\n", platforms=["linux/arm64"])
+    assert df.stages[0].resolved_base == "tool-arm64"
+
+
+def test_on_resolves_the_same_file_for_another_platform() -> None:
+    df = parse(ARCH_STAGES, build_platform="linux/amd64")
+    arm = df.on("linux/aarch64")
+    assert (df.stages[2].base_stage, arm.stages[2].base_stage) == (0, 1)
+    assert arm.target_platform == "linux/arm64"
+    assert arm.instructions is df.instructions
+    assert df.on("linux/amd64") is df
+
+
+def test_base_platform_follows_the_from_platform_flag() -> None:
+    df = parse(
+        """
+        FROM --platform=$BUILDPLATFORM golang AS build
+        FROM --platform=linux/aarch64 alpine AS tools
+        FROM --platform=$NOPE alpine AS odd
+        FROM alpine
+        FROM build
+        """,
+        platforms=["linux/arm64"],
+        build_platform="linux/amd64",
+    )
+    assert [s.base_platform for s in df.stages] == [
+        "linux/amd64",
+        "linux/arm64",
+        None,
+        "linux/arm64",
+        "linux/amd64",
+    ]
+
+
+def test_judged_platforms_are_the_given_ones() -> None:
+    df = parse(ARCH_STAGES, platforms=["linux/arm/v7"], build_platform="linux/amd64")
+    assert df.judged_platforms == ("linux/arm/v7",)
+
+
+def test_judged_platforms_add_those_the_dockerfile_selects_stages_for() -> None:
+    df = parse(
+        """
+        FROM scratch AS base-amd64
+        FROM scratch AS base-armv7
+        FROM scratch AS base-linux
+        FROM base-${TARGETARCH}${TARGETVARIANT}
+        FROM base-${TARGETOS}
+        """,
+        build_platform="linux/amd64",
+    )
+    # TARGETOS picks the same stage on every Linux; arch-only selection implies no Windows.
+    assert df.judged_platforms == ("linux/amd64", "linux/arm/v7")
+
+
+def test_judged_platforms_of_a_dockerfile_without_platform_args_are_the_engines() -> None:
+    df = parse(
+        "ARG ARCH=amd64\nFROM scratch AS base-amd64\nFROM base-${ARCH}\n",
+        build_platform="linux/arm64",
+    )
+    assert df.judged_platforms == ("linux/arm64",)
+    assert df.stages[1].base_stage == 0
+
+
+def test_sources_are_copy_from_and_mount_from_as_written() -> None:
+    df = parse(
+        """
+        FROM alpine AS build
+        COPY --from=tool-${TARGETARCH} --chown=1 /a /a
+        RUN --mount=type=cache,target=/c --mount=type=bind,FROM=build,target=/b true
+        RUN --mount=type=cache,target=/c true
+        """
+    )
+    assert [i.sources for i in df.instructions] == [
+        (),
+        ("tool-${TARGETARCH}",),
+        ("build",),
+        (),
+    ]
+    assert df.source_stage("BUILD") is df.stages[0]
+    assert df.source_stage("0") is df.stages[0]
+    assert df.source_stage("tool-${TARGETARCH}") is None
+
+
+def test_used_stages_follow_the_platform_and_the_target() -> None:
+    text = """
+        FROM scratch AS base-amd64
+        FROM scratch AS base-arm64
+        FROM scratch AS tools
+        FROM base-${TARGETARCH} AS final
+        RUN --mount=from=tools,target=/t true
+        FROM scratch AS debug
+        COPY --from=final / /
+        """
+    df = parse(text, build_platform="linux/amd64")
+    assert df.used_stages == {0, 2, 3, 4}
+    assert df.on("linux/arm64").used_stages == {1, 2, 3, 4}
+    assert parse(text, build_platform="linux/amd64", target="final").used_stages == {0, 2, 3}
+
+
+def test_target_must_name_a_stage() -> None:
+    assert error("FROM alpine AS app\n", target="prod") == (
+        '--target "prod" is not a stage of Dockerfile; its stages are: app'
+    )

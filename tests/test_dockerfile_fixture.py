@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_fixture_parses_the_build_dockerfile_with_build_args(pytester, busybox) -> None:
     context = pytester.mkdir("ctx")
@@ -60,3 +62,67 @@ def test_external_base_follows_earlier_stages() -> None:
     )
     assert dockerfile.external_base() == "reg/base@sha256:" + "a" * 64
     assert dockerfile.external_base("ml-cuda") is None
+
+
+ARCH_STAGES = (
+    "FROM scratch AS base-amd64\nFROM scratch AS base-arm64\nFROM base-${TARGETARCH} AS final\n"
+)
+
+
+def test_fixture_resolves_platform_args_for_the_engines_platform(pytester, client) -> None:
+    from pytest_imagecheck.platforms import engine_platform
+
+    native = engine_platform(client.version())
+    (pytester.path / "Dockerfile").write_text(ARCH_STAGES)
+    pytester.makepyfile(
+        f"""
+        from pytest_imagecheck import assert_base_images_pinned
+
+        def test_platforms(dockerfile):
+            assert dockerfile.target_platform == "{native}"
+            assert dockerfile.platform_args["BUILDPLATFORM"] == "{native}"
+            assert set(dockerfile.judged_platforms) == {{"linux/amd64", "linux/arm64"}}
+            assert dockerfile.final_stage.resolved_base == "base-{native.split("/")[1]}"
+            assert_base_images_pinned(dockerfile)
+        """
+    )
+    pytester.runpytest("--dockerfile=Dockerfile").assert_outcomes(passed=1)
+
+
+def test_platform_option_and_ini_key_name_the_platforms_judged(pytester) -> None:
+    (pytester.path / "Dockerfile").write_text(ARCH_STAGES)
+    pytester.makepyfile(
+        """
+        from pytest_imagecheck import assert_base_images_pinned
+
+        def test_platforms(dockerfile):
+            assert_base_images_pinned(dockerfile)
+        """
+    )
+    result = pytester.runpytest("--dockerfile=Dockerfile", "--platform=linux/aarch64,linux/arm")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*Dockerfile:3 FROM base-arm is not pinned by digest on linux/arm/v7 (TARGETARCH=arm)*"]
+    )
+    pytester.makeini("[pytest]\nimagecheck_platform = linux/arm64,linux/amd64\n")
+    pytester.runpytest("--dockerfile=Dockerfile").assert_outcomes(passed=1)
+
+
+def test_platform_list_with_a_build_is_a_usage_error(pytester) -> None:
+    context = pytester.mkdir("ctx")
+    (context / "Dockerfile").write_text(ARCH_STAGES)
+    pytester.makepyfile("def test_id(image):\n    pass\n")
+    result = pytester.runpytest(f"--build-context={context}", "--platform=linux/amd64,linux/arm64")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --platform linux/amd64,linux/arm64 names 2 platforms, but a build loads one*"]
+    )
+
+
+def test_malformed_platform_is_a_usage_error(pytester) -> None:
+    pytester.makepyfile("def test_id(dockerfile):\n    pass\n")
+    result = pytester.runpytest("--platform=linux")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --platform 'linux': platform 'linux' names no architecture: use OS/ARCH*"]
+    )

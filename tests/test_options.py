@@ -13,6 +13,7 @@ OPTIONS = [
     "--dockerfile",
     "--build-arg",
     "--target",
+    "--platform",
     "--gpus",
     "--keep-containers",
     "--require-gpu",

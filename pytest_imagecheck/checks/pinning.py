@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import DockerfileError, ImageCheckError, ImageNotFound
+from ..errors import ImageCheckError, ImageNotFound
 from ..evidence import record
+from ..platforms import PLATFORM_ARGS
 
 if TYPE_CHECKING:
     from ..dockerfile import Dockerfile, Instruction
@@ -16,6 +17,11 @@ if TYPE_CHECKING:
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+_EMPTY = '""'
+_NO_VARIABLES_IN_FROM = (
+    "no builder substitutes variables in --from, so the build fails (add a stage "
+    "FROM {written} AS <name>, where ARGs work, and use --from=<name>)"
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,8 @@ class BaseReference:
     instruction: Instruction
     written: str
     resolved: str | None
+    #: Why ``resolved`` is None when that is not a variable without a value.
+    reason: str | None = None
 
     @property
     def pinned(self) -> bool:
@@ -32,54 +40,80 @@ class BaseReference:
         return bool(self.resolved and _DIGEST.search(self.resolved))
 
 
-def _is_stage(dockerfile: Dockerfile, name: str) -> bool:
-    try:
-        dockerfile.stage(name)
-    except DockerfileError:
-        return False
-    return True
-
-
 def base_references(dockerfile: Dockerfile) -> list[BaseReference]:
     """Every external image the Dockerfile uses: ``FROM``, ``COPY --from``, ``RUN --mount=from``.
 
-    ``scratch`` and earlier stages are not external. ARGs are substituted; a reference whose
-    variables have no value has ``resolved=None``.
+    Resolved for ``dockerfile.target_platform`` (see :meth:`Dockerfile.on`). ``scratch`` and
+    earlier stages are not external. ARGs are substituted in FROM lines; a reference whose
+    variables have no value has ``resolved=None``. A ``--from`` with a variable has
+    ``resolved=None`` and a ``reason``: no builder substitutes variables there.
     """
     found = []
     for stage in dockerfile.stages:
         if not stage.is_scratch and stage.base_stage is None:
             found.append(BaseReference(stage.instruction, stage.base, stage.resolved_base))
     for instruction in dockerfile.instructions:
-        sources = [
-            v
-            for k, v in instruction.flags
-            if k == "from" and instruction.keyword in ("COPY", "ADD")
-        ]
-        for name, value in instruction.flags:
-            if name == "mount":
-                options = dict(p.partition("=")[::2] for p in value.split(","))
-                if options.get("from"):
-                    sources.append(options["from"])
-        for source in sources:
-            resolved = dockerfile.substitute(source, stage=instruction.stage)
-            if resolved is not None and (_is_stage(dockerfile, resolved) or resolved == "scratch"):
+        for source in instruction.sources:
+            if "$" in source:
+                reason = _NO_VARIABLES_IN_FROM.format(written=source)
+                found.append(BaseReference(instruction, source, None, reason))
                 continue
-            found.append(BaseReference(instruction, source, resolved))
+            if source == "scratch" or dockerfile.source_stage(source) is not None:
+                continue
+            found.append(BaseReference(instruction, source, source))
     return sorted(found, key=lambda ref: ref.instruction.line)
 
 
-def _arguments_note(dockerfile: Dockerfile, written: str) -> str:
-    """`` (ARG REGISTRY=rajiup)`` for the variables a reference uses."""
+def _arguments_note(dockerfile: Dockerfile, written: str) -> list[str]:
+    """``["ARG REGISTRY=rajiup", "TARGETARCH=arm64"]`` for the variables a reference uses."""
     notes = []
+    unknown: dict[str, list[str]] = {"TARGET": [], "BUILD": []}
+    automatic = dockerfile.platform_args
     for name in dict.fromkeys(_VARIABLE.findall(written)):
+        value = dockerfile.args.get(name)
         if name in dockerfile.build_args:
             notes.append(f"--build-arg {name}={dockerfile.build_args[name]}")
-        elif dockerfile.args.get(name) is not None:
-            notes.append(f"ARG {name}={dockerfile.args[name]}")
+        elif name in PLATFORM_ARGS and value in (None, automatic[name]):
+            if automatic[name] is None:
+                unknown["BUILD" if name.startswith("BUILD") else "TARGET"].append(name)
+            else:
+                notes.append(f"{name}={automatic[name] or _EMPTY}")
+        elif value is not None:
+            notes.append(f"ARG {name}={value}")
         else:
             notes.append(f"ARG {name} has no value")
-    return f" ({', '.join(notes)})" if notes else ""
+    for kind, names in unknown.items():
+        if names:
+            verb = "has" if len(names) == 1 else "have"
+            why = (
+                "the target platform is unknown, pass --platform"
+                if kind == "TARGET"
+                else "the engine's platform is unknown"
+            )
+            notes.append(f"{', '.join(names)} {verb} no value: {why}")
+    return notes
+
+
+def _problem(dockerfile: Dockerfile, ref: BaseReference, platforms: list[str]) -> str | None:
+    """The failure line for ``ref`` as resolved in ``dockerfile``, or None when it is pinned.
+
+    ``platforms`` are named in the line (``on linux/arm64``) when the verdict is theirs only.
+    """
+    if ref.pinned:
+        return None
+    where = f"{dockerfile.location(ref.instruction)} {ref.instruction.keyword}"
+    on = f" on {', '.join(platforms)}" if platforms else ""
+    notes = _arguments_note(dockerfile, ref.written)
+    if ref.instruction.keyword == "FROM" and platforms and ref.resolved is not None:
+        stage = dockerfile.stages[ref.instruction.stage or 0]
+        if stage.base_platform and stage.base_platform != dockerfile.target_platform:
+            notes.append(f"pulled for {stage.base_platform} by --platform={stage.platform}")
+    note = f" ({', '.join(notes)})" if notes else ""
+    if ref.reason:
+        return f"{where} --from={ref.written} cannot be resolved{on}: {ref.reason}"
+    if ref.resolved is None:
+        return f"{where} {ref.written} cannot be resolved{on}{note}"
+    return f"{where} {ref.resolved} is not pinned by digest{on}{note}"
 
 
 def assert_base_images_pinned(dockerfile: Dockerfile, *, allow: Iterable[str] = ()) -> None:
@@ -87,28 +121,57 @@ def assert_base_images_pinned(dockerfile: Dockerfile, *, allow: Iterable[str] = 
 
     ``FROM`` lines (with ``--platform`` and ``AS``), ``COPY --from=<image>`` and
     ``RUN --mount=from=<image>`` count; ``scratch`` and earlier stages don't. ARG values,
-    with ``--build-arg`` overrides, are substituted; a reference that stays unresolved fails.
+    with ``--build-arg`` overrides, are substituted; a reference that stays unresolved fails,
+    and so does a ``--from`` with a variable (no builder substitutes one there).
     ``allow`` lists references exempt on purpose (as written or as resolved).
+
+    Platforms: BuildKit's automatic platform ARGs (``TARGETARCH``, ``BUILDPLATFORM``, ...)
+    are resolved for each of ``dockerfile.judged_platforms``: the build's ``--platform``
+    list, else the engine's platform plus those the Dockerfile evidently supports
+    (``FROM base-${TARGETARCH}`` with stages ``base-amd64`` and ``base-arm64``). A
+    reference that fails on some of them only names those (``on linux/arm64
+    (TARGETARCH=arm64)``); so does an unpinned FROM in a stage that only their builds use.
+    With no platform known, a reference that needs one cannot be resolved, and fails.
     """
     __tracebackhide__ = True
     allowed = set(allow)
-    references = base_references(dockerfile)
-    problems, exempt = [], []
-    for ref in references:
-        if ref.written in allowed or ref.resolved in allowed:
-            exempt.append(ref.resolved or ref.written)
+    platforms = list(dockerfile.judged_platforms)
+    views = [dockerfile.on(platform) for platform in platforms] or [dockerfile]
+    found: dict[tuple[int, str, str], list[tuple[Dockerfile, BaseReference]]] = {}
+    for view in views:
+        for ref in base_references(view):
+            key = (ref.instruction.line, ref.instruction.keyword, ref.written)
+            found.setdefault(key, []).append((view, ref))
+    problems: list[str] = []
+    exempt: list[str] = []
+    used: list[str] = []
+    for key in sorted(found):
+        entries = found[key]
+        for _, ref in entries:
+            used.append(ref.resolved or ref.written)
+        if any(ref.written in allowed or ref.resolved in allowed for _, ref in entries):
+            exempt.extend(ref.resolved or ref.written for _, ref in entries)
             continue
-        where = f"{dockerfile.location(ref.instruction)} {ref.instruction.keyword}"
-        note = _arguments_note(dockerfile, ref.written)
-        if ref.resolved is None:
-            problems.append(f"{where} {ref.written} cannot be resolved{note}")
-        elif not ref.pinned:
-            problems.append(f"{where} {ref.resolved} is not pinned by digest{note}")
+        same_everywhere = len(entries) == len(views) and len({r.resolved for _, r in entries}) == 1
+        if same_everywhere:
+            # One verdict; named with the platforms whose builds use its stage, if not all.
+            users = [(v, r) for v, r in entries if r.instruction.stage in v.used_stages]
+            view, ref = users[0] if users else entries[0]
+            named = [str(v.target_platform) for v, _ in users] if len(users) < len(views) else []
+            problem = _problem(view, ref, named)
+            if problem:
+                problems.append(problem)
+            continue
+        for view, ref in entries:
+            problem = _problem(view, ref, [str(view.target_platform)])
+            if problem:
+                problems.append(problem)
     record(
         "base_images_pinned",
-        base_images=[r.resolved or r.written for r in references] or "none",
+        base_images=list(dict.fromkeys(used)) or "none",
         unpinned=len(problems),
-        allowed=exempt or "none",
+        allowed=list(dict.fromkeys(exempt)) or "none",
+        platforms=platforms or "unknown",
     )
     if len(problems) == 1:
         raise AssertionError(f"{problems[0]}: pin it as NAME@sha256:<digest>")
