@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import BENCH, REPO, Run, measure, pytest_argv, tool_binary
+from common import BENCH, REPO, Run, Tool, find_tool, measure, pytest_argv
 
 TAG = "imagecheck-bench/large:3g-v1"
 BASE = "imagecheck-test/busybox:1"
@@ -164,11 +164,11 @@ _WASTED = re.compile(r"wastedBytes:\s*(\d+)")
 _EFFICIENCY = re.compile(r"efficiency:\s*([\d.]+)")
 
 
-def measure_dive() -> Measured:
+def measure_dive(dive: Tool) -> Measured:
     """``dive --ci`` on the image (its rules turned off: only the figures count here)."""
     run = measure(
         [
-            tool_binary("dive", "dive"),
+            str(dive.argv0),
             TAG,
             "--ci",
             "--source",
@@ -185,7 +185,11 @@ def measure_dive() -> Measured:
     wasted = _WASTED.search(text)
     efficiency = _EFFICIENCY.search(text)
     if wasted is None:
-        raise RuntimeError(f"dive printed no wastedBytes (exit {run.returncode}):\n{text[-2000:]}")
+        last = text.strip().splitlines() or ["no output"]
+        raise RuntimeError(
+            f"dive printed no wastedBytes (exit {run.returncode}): {last[-1].strip()}\n"
+            f"{text[-2000:]}"
+        )
     return Measured(
         run,
         {
@@ -202,6 +206,12 @@ def measure_save() -> Measured:
 
 
 def run(client, repeat: int = 1, progress=print) -> dict:
+    """Measure each run on the large image; dive's is left out, with the reason in
+    ``not_run``, when it cannot run."""
+    dive = find_tool("dive")
+    not_run = {} if dive.runs else {"dive": dive.reason}
+    if not dive.runs:
+        progress(f"  {dive.line()}")
     image = ensure(client, progress=progress)
     names = ("save", "size_only", "suite", "dive")
     results: dict[str, list[Measured]] = {name: [] for name in names}
@@ -211,13 +221,23 @@ def run(client, repeat: int = 1, progress=print) -> dict:
                 ("save", measure_save),
                 ("size_only", measure_size_only),
                 ("suite", lambda: measure_suite(Path(tmp) / "large.xml")),
-                ("dive", measure_dive),
+                ("dive", lambda: measure_dive(dive)),
             ):
+                if name in not_run:
+                    continue
                 progress(f"  large image: {name} (round {round_ + 1}/{repeat})")
-                results[name].append(function())
+                try:
+                    results[name].append(function())
+                except RuntimeError as exc:
+                    if name != "dive":
+                        raise
+                    not_run["dive"] = str(exc).splitlines()[0]
+                    progress(f"  dive: not run: {not_run['dive']}")
     return {
         "image": image,
         "expected_wasted_bytes": EXPECTED_WASTED,
+        "tools": {"dive": dive.as_dict()},
+        "not_run": not_run,
         **{
             name: [
                 {"wall": m.run.wall, "cpu": m.run.cpu, "peak_rss": m.run.peak_rss, **m.facts}

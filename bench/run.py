@@ -18,7 +18,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from common import BENCH, PYCACHE, RESULTS, SUITE_IMAGE, machine
+from common import BENCH, PYCACHE, RESULTS, SUITE_IMAGE, Tool, machine
 
 SECTIONS = ("suite", "large", "readiness", "xdist")
 
@@ -47,7 +47,10 @@ def suite_table(suite: dict) -> list[str]:
             f"{stats['max']:.2f} s | {len(stats['values'])} | "
             f"{stats['median'] / plugin:.2f}x |"
         )
+    for name, reason in (suite.get("not_run") or {}).items():
+        lines.append(f"| {name} | {suite['criteria'].get(name, 20)} | not run: {reason} | | | |")
     ratios = suite["ratios"]
+    cst_reason = (suite.get("not_run") or {}).get("container-structure-test")
     lines += [
         "",
         "| goal | measured | target | |",
@@ -57,7 +60,9 @@ def suite_table(suite: dict) -> list[str]:
             ratios["cst_over_plugin"],
             ">= 3x",
             ratios["cst_over_plugin"] >= 3,
-        ),
+        )
+        if "cst_over_plugin" in ratios
+        else f"| container-structure-test / plugin | not measured | >= 3x | {cst_reason} |",
         _ratio_line(
             "plugin / floor",
             ratios["plugin_over_floor"],
@@ -74,6 +79,14 @@ def suite_table(suite: dict) -> list[str]:
                 f"{ratios['fresh_venv_over_floor']:.2f}x | (as a CI job runs it) | |",
             ]
             if "cst_over_fresh_venv" in ratios
+            else []
+        ),
+        *(
+            [
+                f"| plugin in a venv with only it / floor | "
+                f"{ratios['fresh_venv_over_floor']:.2f}x | (as a CI job runs it) | |"
+            ]
+            if "fresh_venv_over_floor" in ratios and "cst_over_fresh_venv" not in ratios
             else []
         ),
     ]
@@ -140,6 +153,8 @@ def large_table(large: dict) -> list[str]:
                 f"| {label}{suffix} | {r['wall']:.1f} s | {r['cpu']:.1f} s | "
                 f"{_mib(r['peak_rss'])} | {shown} |"
             )
+    for key, reason in (large.get("not_run") or {}).items():
+        lines.append(f"| {labels.get(key, key)} | not run: {reason} | | | |")
     expected = large["expected_wasted_bytes"]
     lines += [
         "",
@@ -197,6 +212,14 @@ def tables(results: dict) -> str:
         f"the whole run took {results['took_s'] / 60:.1f} min.",
         "",
     ]
+    # The tools the sections compared against (each section found its own on PATH).
+    tools = [
+        Tool(name, **found)
+        for key in ("suite", "large")
+        for name, found in ((results.get(key) or {}).get("tools") or {}).items()
+    ]
+    if tools:
+        lines += [f"Tools: {'; '.join(tool.line() for tool in tools)}.", ""]
     for key, render in (
         ("suite", suite_table),
         ("large", large_table),

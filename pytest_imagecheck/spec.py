@@ -769,6 +769,13 @@ def _endpoint_keys() -> tuple[Key, ...]:
         Key("json", JSON_OBJECT, "A mapping the JSON body must contain (nested subset)."),
         Key("timeout", DURATION, 'How long to wait for the answer; default "60s".'),
         Key("interval", DURATION, 'The pause between polls; default "250ms".'),
+        Key(
+            "request_timeout",
+            DURATION,
+            "How long one request (connection, answer and body) may take; default: the time "
+            "left of timeout.",
+            example="10s",
+        ),
     )
 
 
@@ -1046,7 +1053,7 @@ class Criterion:
     """One item of ``criteria:``, validated and ready to run.
 
     ``args`` are the check function's keyword arguments, converted where YAML and Python
-    differ (``timeout`` and ``interval`` of endpoint, healthy and hardened become timedelta;
+    differ (the durations of endpoint, healthy and hardened, such as ``timeout``, become timedelta;
     a relative ``baseline`` is resolved against the spec file's folder); bounds, sizes and
     modes stay as written, so the check's messages quote them as written. ``line`` is the
     item's line in the file. ``waive`` is the reason given for tolerating a failure (the

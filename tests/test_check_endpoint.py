@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from pytest_imagecheck import assert_endpoint_ready, assert_healthy
+from pytest_imagecheck.checks.endpoint import MAX_REDIRECTS, Answer, fetch
 from pytest_imagecheck.container import RunningContainer
 from pytest_imagecheck.engine import Engine
 from pytest_imagecheck.errors import ImageCheckError
 from pytest_imagecheck.evidence import collecting
+from tests import images
 from tests.conftest import leftovers
+
+SLOW = "imagecheck-test/slow:1"
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +35,27 @@ def service(engine: Engine, service_image: str) -> Iterator[Callable[..., Runnin
     def start(**options: object) -> RunningContainer:
         env = {k: str(v) for k, v in options.pop("env", {}).items()}  # type: ignore[union-attr]
         container = engine.run(engine.image(service_image), env=env, **options)  # type: ignore[arg-type]
+        started.append(container)
+        return container
+
+    yield start
+    for container in started:
+        engine.remove(container)
+
+
+@pytest.fixture(scope="module")
+def slow_image(client, debian: str) -> str:
+    """Tag of ``tests/images/slow``: every GET answers 200 after DELAY seconds (default 3)."""
+    return images.build(client, images.HERE / "slow", SLOW)
+
+
+@pytest.fixture
+def slow(engine: Engine, slow_image: str) -> Iterator[Callable[..., RunningContainer]]:
+    """Start the slow service with env settings (DELAY, TRICKLE); removed after the test."""
+    started: list[RunningContainer] = []
+
+    def start(**env: object) -> RunningContainer:
+        container = engine.run(engine.image(slow_image), env={k: str(v) for k, v in env.items()})
         started.append(container)
         return container
 
@@ -109,6 +137,102 @@ def test_container_that_turns_unhealthy_fails_fast_with_the_probes(service) -> N
     assert "exit 1: " in message
 
 
+def test_answer_slower_than_the_poll_interval_passes_within_the_timeout(slow) -> None:
+    container = slow(DELAY=3)
+    with collecting() as evidence:
+        answer = assert_endpoint_ready(container, "/health", timeout="20s")
+    assert answer.status == 200
+    assert '"status": "ready"' in answer.body
+    assert evidence[0].facts["request_timeout"] == "the time left"
+
+
+def test_request_timeout_shorter_than_the_answer_fails_naming_both_timeouts(slow) -> None:
+    container = slow(DELAY=3)
+    with pytest.raises(AssertionError) as failure:
+        assert_endpoint_ready(container, "/health", timeout="5s", request_timeout="1s")
+    message = str(failure.value)
+    assert message.startswith(
+        "/health not ready after 5s (request timeout 1s): last attempt timed out after 1s "
+        "waiting for the answer"
+    )
+    assert message.endswith("raise request_timeout if the service is slow to answer")
+
+
+def test_slow_answer_past_the_timeout_fails_with_the_time_left_as_request_timeout(slow) -> None:
+    container = slow(DELAY=30)
+    with pytest.raises(AssertionError) as failure:
+        assert_endpoint_ready(container, "/health", timeout="2s")
+    assert str(failure.value).startswith(
+        "/health not ready after 2s (request timeout: the time left): last attempt timed out "
+    )
+
+
+def test_body_that_trickles_past_the_timeout_fails_instead_of_passing_late(slow) -> None:
+    container = slow(DELAY=0, TRICKLE=8)
+    with pytest.raises(AssertionError) as failure:
+        assert_endpoint_ready(container, "/health", timeout="2s")
+    message = str(failure.value)
+    assert message.startswith("/health not ready after 2s (request timeout: the time left): ")
+    assert re.search(
+        r"timed out after \S+ in the body of a 200 answer \(\d+ of 74 bytes came\)", message
+    )
+
+
+def test_hardened_yaml_criterion_takes_request_timeout(pytester, slow_image, client) -> None:
+    pytester.makefile(
+        ".yaml",
+        imagecheck=(
+            "criteria:\n"
+            "  - check: hardened\n"
+            "    name: slow answer\n"
+            "    timeout: 20s\n"
+            "  - check: hardened\n"
+            "    name: request timeout too short\n"
+            "    timeout: 5s\n"
+            "    request_timeout: 1s\n"
+        ),
+    )
+    result = pytester.runpytest(f"--image={slow_image}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*imagecheck.yaml:5: /health not ready after 5s (request timeout 1s): last attempt "
+            "timed out after 1s waiting for the answer*"
+        ]
+    )
+    assert leftovers(client, __import__("os").getpid()) == []
+
+
+class _Redirects(BaseHTTPRequestHandler):
+    """/old -> /new (relative Location) -> 200; /loop redirects to itself."""
+
+    def do_GET(self) -> None:
+        location = {"/old": "/new", "/loop": "/loop"}.get(self.path)
+        self.send_response(302 if location else 200)
+        if location:
+            self.send_header("Location", location)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_redirects_are_followed_as_requests_followed_them() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirects)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert fetch(f"{base}/old", 5.0) == Answer(200, "ok")
+        assert fetch(f"{base}/loop", 5.0).error == (
+            f"more than {MAX_REDIRECTS} redirects, the last to {base}/loop"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_nothing_listening_reports_the_connection_error(service) -> None:
     container = service(entrypoint=["sleep", "60"])
     with pytest.raises(AssertionError, match=r"/health not ready after 1s: last answer connection"):
@@ -119,8 +243,10 @@ def test_nothing_listening_reports_the_connection_error(service) -> None:
     ("path", "kwargs", "message"),
     [
         ("health", {}, "endpoint path 'health' must start with '/', e.g. '/health'"),
-        ("/health", {"port": 9999}, "port 9999 is not published by"),
+        ("/health", {"port": 9999}, "port 9999(/tcp)? is not published by"),
         ("/health", {"timeout": "30 seconds"}, 'bad duration "30 seconds"'),
+        ("/health", {"request_timeout": "soon"}, 'request_timeout: bad duration "soon"'),
+        ("/health", {"request_timeout": 0}, "request_timeout: 0s leaves no time for a request"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(service, path, kwargs, message) -> None:

@@ -219,6 +219,15 @@ def test_endpoint_path_and_status_default_as_in_the_python_api() -> None:
     )
 
 
+@pytest.mark.parametrize("check", ["endpoint", "hardened"])
+def test_request_timeout_is_a_duration_key_of_endpoint_and_hardened(check: str) -> None:
+    criterion = one(f"  - check: {check}\n    timeout: 30s\n    request_timeout: 10s\n")
+    assert criterion.args["request_timeout"] == timedelta(seconds=10)
+    assert "request_timeout" in inspect.signature(CHECKS[check].function()).parameters
+    with pytest.raises(SpecError, match=r"request_timeout: bad duration \"soon\""):
+        one(f"  - check: {check}\n    request_timeout: soon\n")
+
+
 def test_default_names_show_bounds_as_written_and_durations_in_dockers_form() -> None:
     check = one('  - check: healthcheck\n    start_period: 90\n    retries: ">= 3"\n')
     assert check.name == "healthcheck start_period=1m30s retries>=3"
@@ -624,6 +633,9 @@ def test_schema_offers_each_check_only_its_own_keys(
         ({"check": "endpoint", "status": 700}, False),
         ({"check": "endpoint", "port": "5000/udp"}, True),
         ({"check": "endpoint", "port": "5000/http"}, False),
+        ({"check": "endpoint", "request_timeout": "10s"}, True),
+        ({"check": "hardened", "request_timeout": 2.5}, True),
+        ({"check": "hardened", "request_timeout": "10 seconds"}, False),
         ({"check": "file", "path": "/f", "mode": "0644"}, True),
         ({"check": "file", "path": "/f", "mode": 644}, False),
         ({"check": "file", "path": "/f", "mode": "0999"}, False),

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json as jsonlib
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-
-import requests
-import tenacity
+from urllib.parse import urljoin, urlsplit
 
 from ..container import health_of, stop_reason
 from ..errors import ImageCheckError
@@ -26,7 +25,11 @@ BODY_LIMIT = 300
 
 @dataclass(frozen=True)
 class Answer:
-    """One poll of an endpoint: the HTTP status and body, or the connection error."""
+    """One poll of an endpoint: the HTTP status and body, or what went wrong in words.
+
+    ``error`` is set when no complete answer came (``status`` and ``body`` then hold what did
+    come, if anything); ``timed_out`` when that was because the request's time ran out.
+    """
 
     status: int | None
     body: str
@@ -34,6 +37,7 @@ class Answer:
     matches: bool = False
     #: Set when polling must stop without waiting for the timeout: why.
     stopped: str | None = None
+    timed_out: bool = False
 
     def describe(self) -> str:
         """``503 {"status": "not_ready"}`` or ``connection refused``."""
@@ -62,18 +66,131 @@ def json_contains(actual: Any, expected: Any) -> bool:
     return bool(actual == expected)
 
 
-_REASONS = (
-    ("Connection refused", "connection refused"),
-    ("RemoteDisconnected", "connection closed without an answer (is the service listening?)"),
-    ("Connection aborted", "connection closed without an answer (is the service listening?)"),
-    ("Connection reset", "connection reset (is the service listening?)"),
-    ("timed out", "no answer within the request timeout"),
-)
+#: The least time one request gets, even the last one at the deadline: it may end this much
+#: past the overall timeout, never more (and never past ``request_timeout``).
+LEAST_REQUEST_TIME = 1.0
+#: Redirects followed, as requests follows them for a GET; one more is a wrong answer.
+MAX_REDIRECTS = 10
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-def _reason(exc: requests.RequestException) -> str:
-    text = str(exc)
-    return next((plain for known, plain in _REASONS if known in text), type(exc).__name__)
+class _Late(Exception):
+    """The request's time ran out before the answer was complete."""
+
+
+def _left(ends: float) -> float:
+    """Seconds until ``ends`` (a ``time.monotonic()`` value); :class:`_Late` when none."""
+    left = ends - time.monotonic()
+    if left <= 0:
+        raise _Late
+    return left
+
+
+def shown_seconds(seconds: float) -> str:
+    """``2s``, ``250ms``: a time budget as messages show it (to 0.1 s above one second)."""
+    return format_duration(timedelta(seconds=round(seconds, 1 if seconds >= 1 else 3)))
+
+
+def fetch(url: str, seconds: float) -> Answer:
+    """One ``GET url``, all of it within ``seconds``: connection, status, headers, body, and
+    redirects (followed, up to :data:`MAX_REDIRECTS`). Returns the status and body, or what
+    went wrong in words.
+
+    Not requests: its ``timeout=`` bounds each socket read, not the whole request, so a body
+    that trickles in runs on past any deadline. Here every read of the body waits only for
+    the time left. (The status line and headers are read with the time left when they begin.)
+    """
+    ends = time.monotonic() + seconds
+    for _ in range(MAX_REDIRECTS + 1):
+        answer, location = _get(url, ends, seconds)
+        if location is None:
+            return answer
+        url = urljoin(url, location)
+    return replace(answer, error=f"more than {MAX_REDIRECTS} redirects, the last to {url}")
+
+
+def _get(url: str, ends: float, seconds: float) -> tuple[Answer, str | None]:
+    """One GET of ``url`` until ``ends``; the answer, and where it redirects (or ``None``)."""
+    late = f"timed out after {shown_seconds(seconds)}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return Answer(None, "", error=f"redirected to {url}, which is not an http(s) URL"), None
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname, parts.port, timeout=max(ends - time.monotonic(), 1e-3))
+    response: http.client.HTTPResponse | None = None
+    received = bytearray()
+    length: int | None = None
+    try:
+        connection.connect()
+        # Kept: http.client drops its own reference once the server says it will close.
+        sock = connection.sock
+        target = parts.path or "/"
+        connection.request(
+            "GET",
+            f"{target}?{parts.query}" if parts.query else target,
+            headers={"Accept": "application/json, */*;q=0.5"},
+        )
+        sock.settimeout(_left(ends))
+        response = connection.getresponse()
+        location = response.getheader("Location")
+        if response.status in _REDIRECTS and location:
+            return Answer(response.status, ""), location
+        length = response.length
+        while True:
+            sock.settimeout(_left(ends))
+            chunk = response.read1(1 << 16)
+            if not chunk:
+                break
+            received += chunk
+        if response.length:
+            return _answer(
+                response,
+                received,
+                f"connection closed in the body of a {response.status} answer "
+                f"({len(received)} of {length} bytes)",
+            ), None
+        return _answer(response, received), None
+    except (_Late, TimeoutError):
+        if response is not None:
+            of = f" of {length}" if length is not None else ""
+            return _answer(
+                response,
+                received,
+                f"{late} in the body of a {response.status} answer "
+                f"({len(received)}{of} bytes came)",
+                timed_out=True,
+            ), None
+        if connection.sock is None:
+            return Answer(None, "", error=f"{late} connecting", timed_out=True), None
+        return Answer(None, "", error=f"{late} waiting for the answer", timed_out=True), None
+    except ConnectionRefusedError:
+        return Answer(None, "", error="connection refused"), None
+    except (http.client.RemoteDisconnected, BrokenPipeError):
+        closed = "connection closed without an answer (is the service listening?)"
+        return Answer(None, "", error=closed), None
+    except ConnectionResetError:
+        return Answer(None, "", error="connection reset (is the service listening?)"), None
+    except (OSError, http.client.HTTPException) as exc:
+        return Answer(None, "", error=f"{type(exc).__name__}: {exc}".rstrip(": ")), None
+    finally:
+        if response is not None:
+            response.close()
+        connection.close()
+
+
+def _answer(
+    response: http.client.HTTPResponse,
+    body: bytes | bytearray,
+    error: str | None = None,
+    *,
+    timed_out: bool = False,
+) -> Answer:
+    charset = response.headers.get_content_charset() or "utf-8"
+    try:
+        text = bytes(body).decode(charset, "replace")
+    except LookupError:  # a charset Python does not know
+        text = bytes(body).decode("utf-8", "replace")
+    return Answer(response.status, text, error=error, timed_out=timed_out)
 
 
 def named_duration(name: str, value: str | float | timedelta) -> timedelta:
@@ -139,75 +256,116 @@ def assert_endpoint_ready(
     json: Mapping[str, Any] | None = None,
     timeout: str | float | timedelta = "60s",
     interval: str | float | timedelta = "250ms",
+    request_timeout: str | float | timedelta | None = None,
 ) -> Answer:
     """Poll ``path`` on the container's published ``port`` until it answers as expected.
 
     ``status`` is a code or a set of codes; ``json`` a dict that must be a (nested) subset of
-    the body, so ``{"status": "ready"}`` checks a readiness document. After a wrong answer
-    (or none) it looks at the container, and fails at once when it exited or turned unhealthy,
+    the body, so ``{"status": "ready"}`` checks a readiness document. ``timeout`` bounds the
+    whole wait; ``interval`` is the pause between polls; ``request_timeout`` bounds one request
+    (connection, answer and body), by default the time left of ``timeout``, so a slow answer
+    that comes within ``timeout`` passes. No request runs past ``timeout`` by more than
+    :data:`LEAST_REQUEST_TIME`, the least time the last one gets. After a wrong answer (or
+    none) it looks at the container, and fails at once when it exited or turned unhealthy,
     with the exit code and log tail; an expected answer passes whatever the health status.
-    On timeout, says what the last answer was. Returns the matching answer.
+    On timeout, says what the last attempt got. Returns the matching answer.
     """
     __tracebackhide__ = True
     if not path.startswith("/"):
         raise ImageCheckError(f"endpoint path {path!r} must start with '/', e.g. '/{path}'")
     wanted = {status} if isinstance(status, int) else set(status)
     deadline, pause = named_duration("timeout", timeout), named_duration("interval", interval)
+    per_request = (
+        named_duration("request_timeout", request_timeout) if request_timeout is not None else None
+    )
+    if per_request is not None and per_request <= timedelta(0):
+        raise ImageCheckError(
+            f"request_timeout: {format_duration(per_request)} leaves no time for a request: "
+            'give a duration above 0, e.g. "10s"'
+        )
     url = container.url(port if port is not None else default_port(container), path)
-    session = requests.Session()
     attempts = 0
     started = time.monotonic()
+    ends = started + deadline.total_seconds()
+
+    def budget() -> float:
+        """Seconds the next request may take: the time left, at least LEAST_REQUEST_TIME,
+        never more than request_timeout."""
+        most = per_request.total_seconds() if per_request is not None else float("inf")
+        return min(most, max(ends - time.monotonic(), LEAST_REQUEST_TIME))
 
     def poll() -> Answer:
         nonlocal attempts
         attempts += 1
-        answer = ask()
+        answer = fetch(url, budget())
+        if answer.error is None:
+            answer = replace(answer, matches=matches(answer))
         if not answer.matches:
             # Only a wrong answer costs an inspect: did the container exit or turn unhealthy?
             stopped = stopped_early(container, f"{path} answered")
             if stopped is not None:
-                return Answer(answer.status, answer.body, stopped=stopped)
+                return replace(answer, stopped=stopped)
         return answer
 
-    def ask() -> Answer:
+    def matches(answer: Answer) -> bool:
+        if answer.status not in wanted:
+            return False
+        if json is None:
+            return True
         try:
-            response = session.get(url, timeout=max(pause.total_seconds(), 2.0))
-        except requests.RequestException as exc:
-            return Answer(None, "", error=_reason(exc))
-        ok = response.status_code in wanted
-        if ok and json is not None:
-            try:
-                ok = json_contains(response.json(), json)
-            except ValueError:
-                ok = False
-        return Answer(response.status_code, response.text, matches=ok)
+            return json_contains(jsonlib.loads(answer.body), json)
+        except ValueError:
+            return False
 
-    last = tenacity.Retrying(
-        stop=tenacity.stop_after_delay(deadline.total_seconds()),
-        wait=tenacity.wait_fixed(pause.total_seconds()),
-        retry=tenacity.retry_if_result(lambda answer: not answer.matches and not answer.stopped),
-        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-    )(poll)
+    last = poll()
+    answered = None if last.timed_out else last
+    while not (last.matches or last.stopped) and time.monotonic() < ends:
+        time.sleep(min(pause.total_seconds(), max(ends - time.monotonic(), 0)))
+        last = poll()
+        answered = answered if last.timed_out else last
     waited = timedelta(seconds=round(time.monotonic() - started, 3))
     record(
         "endpoint",
         endpoint=f"{path} on {url.split(path)[0]}",
         expected_status=sorted(wanted),
         expected_json=jsonlib.dumps(json) if json is not None else None,
-        final_status=last.status if last else None,
-        final_body=truncate(last.body) if last else None,
+        request_timeout=per_request if per_request is not None else "the time left",
+        final_status=last.status,
+        final_body=truncate(last.body),
+        final_error=last.error,
         attempts=attempts,
-        time_to_ready=waited if last and last.matches else None,
+        time_to_ready=waited if last.matches else None,
         waited=waited,
     )
-    if last is not None and last.stopped:
+    if last.stopped:
         raise AssertionError(last.stopped)
-    if last is None or not last.matches:
+    if not last.matches:
         expectation = "/".join(map(str, sorted(wanted))) + (
             f" with {jsonlib.dumps(json)}" if json else ""
         )
+        counted = f"(expected {expectation}; {attempts} attempt{'s' if attempts != 1 else ''})"
+        if not last.timed_out:
+            raise AssertionError(
+                f"{path} not ready after {format_duration(deadline)}: last answer "
+                f"{last.describe()} {counted}"
+            )
+        limit = (
+            f"request timeout {format_duration(per_request)}"
+            if per_request is not None
+            else "request timeout: the time left"
+        )
+        before = (
+            f"; the last attempt that did not time out got {answered.describe()}"
+            if answered is not None
+            else ""
+        )
+        fix = (
+            "raise request_timeout if the service is slow to answer"
+            if per_request is not None and per_request < deadline
+            else "raise timeout if the service is slow to answer"
+        )
         raise AssertionError(
-            f"{path} not ready after {format_duration(deadline)}: last answer "
-            f"{last.describe() if last else 'none'} (expected {expectation}; {attempts} attempts)"
+            f"{path} not ready after {format_duration(deadline)} ({limit}): "
+            f"last attempt {last.error}{before} {counted}: {fix}"
         )
     return last
