@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
+import re
+import sys
 import tarfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -15,7 +19,8 @@ import docker.errors
 from . import batch
 from .batch import Command
 from .errors import ContainerFailed, ImageCheckError
-from .image import port_key, read_archive_file
+from .evidence import from_test_code, observe, observed_fact, observing, watch_url
+from .image import missing_path, port_key, read_archive_file
 from .layers import stream_of
 
 if TYPE_CHECKING:
@@ -26,6 +31,11 @@ if TYPE_CHECKING:
 
 #: How many log lines failure messages and reports carry.
 LOG_TAIL_LINES = 40
+
+#: How long a port that was asked for but is not bound may take to appear (or the container to
+#: stop) before it counts as not published: the engine binds ports while it starts a container
+#: and releases them while it stops one, so an inspect can fall in between.
+PORT_SETTLE_SECONDS = 2.0
 
 #: A path's archive header, and the bytes of a regular file when asked for.
 ArchiveEntry = tuple[tarfile.TarInfo, bytes | None]
@@ -54,6 +64,83 @@ class ExecResult:
         """True when the command exited with 0."""
         return self.exit_code == 0
 
+    @property
+    def not_run(self) -> str | None:
+        """Why the engine could not start the program at all, or ``None`` when it ran.
+
+        Engine 20.10 (runc 1.1) answers such an exec with no error, only an exit code and one
+        line of output: 126 (127 on some engines, moby/moby#45795) and what
+        :meth:`start_refused` reads; or, when the file was found but ``execve`` refused it,
+        1 and ``exec /app/x: exec format error`` on stderr. The answer names the cause and
+        keeps the engine's words::
+
+            no such program on the container's PATH (exec: "id": executable file not found in $PATH)
+
+        The output of a program that ran is never taken for such an answer: it needs one of
+        those exit codes and nothing else in the output. Engine 20.10 loses the line about an
+        unknown user on about one exec in four (126 and no output); nothing then says why,
+        and this is ``None``.
+        """
+        lines = [line for line in (self.stdout + self.stderr).splitlines() if line.strip()]
+        if len(lines) != 1:
+            return None
+        line = lines[0].strip()
+        if self.exit_code in (126, 127):
+            return ExecResult.start_refused(line)
+        if self.exit_code == 1 and not self.stdout.strip():
+            started = re.fullmatch(
+                r"exec (\S.*): (no such file or directory|exec format error|permission denied"
+                r"|text file busy|argument list too long)",
+                line,
+            )
+            if started:
+                return f"{ExecResult._cause(line)} ({line})"
+        return None
+
+    @staticmethod
+    def start_refused(output: str) -> str | None:
+        """Why the engine could not start a program, read from its one-line answer, or
+        ``None`` when ``output`` is not such an answer.
+
+        The answer is an exec's output (exit code 126) or a health probe's ``Output`` (exit
+        code -1): ``OCI runtime exec failed: exec failed: unable to start container process:
+        exec: "curl": executable file not found in $PATH: unknown``, or ``unable to find user
+        svc: no matching entries in passwd file``.
+        """
+        line = output.strip()
+        oci = re.fullmatch(r"OCI runtime exec failed: (?:exec failed: )?(.*?)(?:: unknown)?", line)
+        if oci:
+            # runc 1.1 says "unable to start container process: ", 1.0 "...caused: ".
+            detail = re.sub(r"^.*?(?:start container process|process caused): ", "", oci.group(1))
+            return f"{ExecResult._cause(detail)} ({detail})"
+        account = re.fullmatch(
+            r"unable to find (user|group) (.*): no matching entries in (passwd|group) file", line
+        )
+        if account:
+            kind, name, table = account.groups()
+            return f"{kind} {name} is not in /etc/{table} of the container ({line})"
+        return None
+
+    @staticmethod
+    def _cause(detail: str) -> str:
+        """What the runtime's reason for not starting a program means, in a few words."""
+        if "executable file not found" in detail:
+            return "no such program on the container's PATH"
+        if detail.startswith("chdir to cwd"):
+            return "the working directory does not exist in the container"
+        if "no such file or directory" in detail:
+            if ": stat " in detail:
+                return "no such file in the container"
+            return "its interpreter (#!) or dynamic loader is missing in the container"
+        if "exec format error" in detail:
+            return (
+                "not a program this machine can run (built for another CPU architecture, "
+                "or a script without #!)"
+            )
+        if "permission denied" in detail:
+            return "not an executable file"
+        return "the container runtime could not start it"
+
 
 def stop_reason(state: dict[str, Any]) -> str | None:
     """Why a container whose inspect ``State`` this is is not running, or ``None`` if it is."""
@@ -65,6 +152,16 @@ def stop_reason(state: dict[str, Any]) -> str | None:
     if state.get("Error"):
         reason += f" ({state['Error']})"
     return reason
+
+
+def published_ports(attrs: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """The bound ports in a container's inspect document: ``{"5000/tcp": ("127.0.0.1", 49153)}``."""
+    published = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    return {
+        port: (bindings[0]["HostIp"] or "127.0.0.1", int(bindings[0]["HostPort"]))
+        for port, bindings in published.items()
+        if bindings
+    }
 
 
 def health_of(state: dict[str, Any]) -> str | None:
@@ -79,12 +176,17 @@ class RunningContainer:
     Ports are published on 127.0.0.1 only, each at a free port the engine picked.
     """
 
+    _observed_as = "container"
+
     def __init__(self, container: Any, *, image: ImageUnderTest, engine: Engine) -> None:
         self._container = container
         self.image = image
         self.engine = engine
         self._served_execs: dict[Command, ExecResult] = {}
         self._served_reads: dict[str, ArchiveEntry | FileNotFoundError] = {}
+        #: ``(host, port)`` -> ``"5000/tcp"`` for each address :meth:`address` gave out, so a
+        #: failed connection to one is known as this container's even after it stopped.
+        self.given_addresses: dict[tuple[str, int], str] = {}
 
     def __repr__(self) -> str:
         return f"<RunningContainer {self.name} of {self.image.ref}>"
@@ -112,11 +214,13 @@ class RunningContainer:
             raise ContainerFailed(f"container {self.name} was removed while in use") from None
 
     @property
+    @observed_fact
     def status(self) -> str:
         """``created``, ``running``, ``exited``, ... refreshed on read."""
         return str(self.attrs["State"]["Status"])
 
     @property
+    @observed_fact
     def health(self) -> str | None:
         """``starting``, ``healthy`` or ``unhealthy``; ``None`` without HEALTHCHECK."""
         return health_of(self.attrs["State"])
@@ -133,39 +237,79 @@ class RunningContainer:
         ]
 
     @property
+    @observed_fact
     def exit_code(self) -> int | None:
         """The exit code once the container stopped, else ``None``."""
         state = self.attrs["State"]
         return None if state.get("Running") else int(state.get("ExitCode", 0))
 
     @property
+    @observed_fact
     def ports(self) -> dict[str, tuple[str, int]]:
         """Published ports: ``{"5000/tcp": ("127.0.0.1", 49153)}``."""
-        published = self.attrs["NetworkSettings"].get("Ports") or {}
-        return {
-            port: (bindings[0]["HostIp"] or "127.0.0.1", int(bindings[0]["HostPort"]))
-            for port, bindings in published.items()
-            if bindings
-        }
+        return published_ports(self.attrs)
 
     def address(self, port: int | str) -> tuple[str, int]:
-        """Where the host reaches container ``port``: ``("127.0.0.1", 49153)``."""
+        """Where the host reaches container ``port``: ``("127.0.0.1", 49153)``.
+
+        A container that stopped fails with its exit code and log tail, never as a port
+        problem: the engine unbinds the ports of a container that exits.
+        """
         key = port_key(port)
-        ports = self.ports
-        if key not in ports:
-            published = ", ".join(ports) or "none"
-            raise ImageCheckError(
-                f"port {port} is not published by {self.name} (published: {published}): "
-                "EXPOSE it in the Dockerfile or pass ports=[...] to run_container"
-            )
-        return ports[key]
+        settle = time.monotonic() + PORT_SETTLE_SECONDS
+        while True:
+            attrs = self.attrs
+            ports = published_ports(attrs)
+            if key in ports:
+                self.given_addresses[ports[key]] = key
+                return ports[key]
+            self._raise_if_stopped(attrs["State"], f"port {key} could be reached")
+            asked = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+            if key not in asked or time.monotonic() > settle:
+                break
+            time.sleep(0.05)  # asked for, not bound yet (starting) or any more (stopping)
+        published = ", ".join(ports) or "none"
+        raise ImageCheckError(
+            f"port {port} is not published by {self.name} (published: {published}): "
+            "EXPOSE it in the Dockerfile or pass ports=[...] to run_container"
+        )
 
     def url(self, port: int | str, path: str = "/") -> str:
-        """An ``http://`` URL for ``path`` on container ``port``, reachable from the host."""
+        """An ``http://`` URL for ``path`` on container ``port``, reachable from the host.
+
+        A test's requests to it are recorded as the test's evidence (status and body head).
+        """
         if not path.startswith("/"):
             raise ImageCheckError(f"path {path!r} must start with '/', e.g. '/{path}'")
         host, host_port = self.address(port)
-        return f"http://{host}:{host_port}{path}"
+        base = f"http://{host}:{host_port}"
+        if observing() and from_test_code(sys._getframe(1)):
+            watch_url(base, secrets_of=self.image.env)
+        return base + path
+
+    def connection_failure(self, address: tuple[str, int], what: str) -> str | None:
+        """Why a connection to ``address`` failed, told as the service's part, not the engine's.
+
+        ``what`` says what happened (``GET http://...: connection reset by peer``). ``None``
+        when ``address`` is not one this container's ports were reached at.
+        """
+        key = self.given_addresses.get(address)
+        if key is None:
+            return None
+        try:
+            state = self.attrs["State"]
+        except ContainerFailed as gone:
+            return f"{what}: {gone}"
+        stopped = stop_reason(state)
+        if stopped is not None:
+            where = f"the service in container {self.name} ({key}) {stopped}"
+        else:
+            where = (
+                f"the service in container {self.name} ({key}) did not take the connection; "
+                "the container is running: a service that is still starting refuses or resets "
+                "connections, so wait for it first (assert_endpoint_ready(container, ...))"
+            )
+        return f"{what}: {where}; last log lines:\n{self.log_tail()}"
 
     def logs(self, tail: int | None = None) -> str:
         """The container's stdout and stderr; only the last ``tail`` lines when given."""
@@ -173,7 +317,16 @@ class RunningContainer:
             raw = self._container.logs(tail=tail if tail is not None else "all")
         except docker.errors.NotFound:
             return ""
-        return raw.decode("utf-8", "replace")
+        text = raw.decode("utf-8", "replace")
+        if observing() and from_test_code(sys._getframe(1)):
+            lines = text.rstrip().splitlines()
+            observe(
+                "read",
+                "container.logs",
+                f"{len(lines)} lines, last: {lines[-1] if lines else '(none)'}",
+                secrets_of=self.image.env,
+            )
+        return text
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last ``lines`` log lines, indented for messages (``(no output)`` if none).
@@ -191,20 +344,37 @@ class RunningContainer:
 
     def ensure_running(self) -> None:
         """Raise :class:`ContainerFailed` with the exit code and log tail unless running."""
-        reason = self.stopped()
-        if reason is not None:
-            raise ContainerFailed(
-                f"container {self.name} of {self.image.ref} {reason}; last log lines:\n"
-                f"{self.log_tail()}"
-            )
+        self._raise_if_stopped(self.attrs["State"])
+
+    def _raise_if_stopped(self, state: dict[str, Any], before: str | None = None) -> None:
+        """Raise :class:`ContainerFailed` for a stopped ``state``: exit code and log tail, and
+        for ``exec format error`` the image's platform beside the engine's."""
+        reason = stop_reason(state)
+        if reason is None:
+            return
+        tail = self.log_tail()
+        when = f" before {before}" if before else ""
+        hint = ""
+        if "exec format error" in f"{state.get('Error', '')}\n{tail}":
+            hint = "; " + self.engine.platform_mismatch(self.image)
+        raise ContainerFailed(
+            f"container {self.name} of {self.image.ref} {reason}{when}{hint}; "
+            f"last log lines:\n{tail}"
+        )
 
     @property
     def init_uid(self) -> int:
         """The uid PID 1 runs as, from the engine's process table (no shell needed)."""
         state = self.attrs["State"]
-        if not state.get("Running"):
-            self.ensure_running()
-        table = self._container.top(ps_args="-o pid,uid")
+        self._raise_if_stopped(state, "its uid could be read")
+        try:
+            table = self._container.top(ps_args="-o pid,uid")
+        except docker.errors.APIError as exc:
+            # It may have stopped between the inspect and the process listing.
+            self._raise_if_stopped(self.attrs["State"], "its uid could be read")
+            raise ContainerFailed(
+                f"cannot list the processes of {self.name}: {exc.explanation}"
+            ) from None
         columns = [title.upper() for title in table["Titles"]]
         pid_col, uid_col = columns.index("PID"), columns.index("UID")
         for row in table["Processes"] or []:
@@ -246,7 +416,10 @@ class RunningContainer:
             served = self._served_execs.pop(command, None)
             if served is not None:
                 return replace(served, command=cmd)
-        return self._exec(cmd, user=user, env=env, workdir=workdir)
+        result = self._exec(cmd, user=user, env=env, workdir=workdir)
+        if observing() and from_test_code(sys._getframe(1)):
+            observe("exec", _command_text(cmd, user), _outcome(result), secrets_of=self.image.env)
+        return result
 
     def exec_batch(self, commands: Sequence[Command]) -> list[ExecResult]:
         """Run ``commands`` one after another, in as few execs as give each exactly what an
@@ -323,14 +496,18 @@ class RunningContainer:
                 cmd, user=user or "", environment=env, workdir=workdir, demux=True
             )
         except docker.errors.APIError as exc:
-            if exc.response is not None and exc.response.status_code == 409:
-                self.ensure_running()
+            # Refused because the container stopped (409, or the runtime's own words): say so.
+            self._raise_if_stopped(self.attrs["State"], f"{cmd!r} could run")
             raise ContainerFailed(
                 f"cannot exec {cmd!r} in {self.name}: {exc.explanation}"
             ) from None
+        if code is None:
+            # No exit code: the exec's process was killed with its container, or never ended.
+            self._raise_if_stopped(self.attrs["State"], f"{cmd!r} finished")
+            raise ContainerFailed(f"exec of {cmd!r} in {self.name} ended without an exit code")
         return ExecResult(
             command=cmd,
-            exit_code=int(code if code is not None else -1),
+            exit_code=int(code),
             stdout=(out or b"").decode("utf-8", "replace"),
             stderr=(err or b"").decode("utf-8", "replace"),
         )
@@ -358,7 +535,10 @@ class RunningContainer:
             raise FileNotFoundError(*served.args)
         if served is not None and served[1] is not None:
             return served[1]
-        return read_archive_file(self._container, path, owner=self.name)
+        data = read_archive_file(self._container, path, owner=self.name)
+        if observing() and from_test_code(sys._getframe(1)):
+            observe("file", path, f"{len(data)} bytes, read from container {self.name}")
+        return data
 
     def archive_entry(self, path: str, *, content: bool = False) -> ArchiveEntry:
         """The archive header of ``path`` itself (type, mode, uid, gid; a symlink is not
@@ -375,8 +555,8 @@ class RunningContainer:
             return served[0], served[1] if content else None
         try:
             chunks, _ = self._container.get_archive(path)
-        except docker.errors.NotFound:
-            raise FileNotFoundError(f"{path} does not exist in {self.name}") from None
+        except docker.errors.NotFound as exc:
+            raise missing_path(exc, path, self.name) from None
         with tarfile.open(fileobj=stream_of(chunks), mode="r|") as tar:
             entry = tar.next()
             if entry is None:
@@ -394,3 +574,18 @@ class RunningContainer:
     def stop(self, timeout: int = 10) -> None:
         """Stop the container (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
         self._container.stop(timeout=timeout)
+
+
+def _command_text(cmd: str | list[str], user: str | None) -> str:
+    """A command as evidence shows it: ``["id", "-u"]`` (as user ``svc``)."""
+    text = cmd if isinstance(cmd, str) else json.dumps(list(cmd))
+    return f"{text} as {user}" if user else text
+
+
+def _outcome(result: ExecResult) -> str:
+    """``exit 0; stdout: 1000`` with the heads of both streams."""
+    parts = [f"exit {result.exit_code}"]
+    for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        if text.strip():
+            parts.append(f"{name}: {text.strip()}")
+    return "; ".join(parts)

@@ -238,6 +238,8 @@ def parse_compiler_output(compiler: Compiler, result: ExecResult) -> Compiler:
     match = _RELEASE_LINE.search(result.stdout) or _RELEASE_LINE.search(result.stderr)
     if match:
         return replace(compiler, release=match.group(1), build=match.group(2))
+    if result.not_run is not None:
+        return replace(compiler, error=f"did not run: {result.not_run}")
     said = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
     return replace(compiler, error=f"exit code {result.exit_code}: {said}")
 
@@ -396,6 +398,10 @@ def probe_torch_runtime(container: RunningContainer, torch: TorchBuild) -> Torch
     except ValueError:
         out = None
     if not isinstance(out, dict):
+        if result.not_run is not None:
+            return TorchRuntime(
+                available=False, error=f"{torch.python} did not run: {result.not_run}"
+            )
         said = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
         return TorchRuntime(
             available=False, error=f"{torch.python} exited with code {result.exit_code}: {said}"

@@ -16,6 +16,7 @@ Every container the plugin creates carries the labels from :meth:`Engine.labels`
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import secrets
@@ -38,6 +39,7 @@ from .errors import (
     ImageNotFound,
 )
 from .image import port_key
+from .platforms import engine_platform
 
 if TYPE_CHECKING:
     from .container import RunningContainer
@@ -76,9 +78,28 @@ def engine_address() -> str:
 def engine_lost(exc: BaseException) -> EngineUnavailable:
     """The one-line error for an engine that stopped answering in the middle of a session."""
     return EngineUnavailable(
-        f"Docker engine at {engine_address()} stopped answering ({_short_reason(exc)}): "
+        f"Docker engine at {engine_address()} stopped answering ({short_reason(exc)}): "
         f"{ENGINE_HINT}; containers left behind are swept by the next session"
     )
+
+
+def from_engine(exc: BaseException, client: docker.DockerClient | None) -> bool:
+    """Whether ``exc`` is a failure of the engine's own API connection.
+
+    A ``requests`` error is the engine's only when its request went to the engine's API
+    (``client``'s base URL) or, with no request attached, when docker-py raised it. A refused
+    or reset connection to a container's published port is the service's, not the engine's.
+    """
+    request = getattr(exc, "request", None)
+    url = getattr(request, "url", None)
+    if url:
+        return client is not None and str(url).startswith(str(client.api.base_url))
+    traceback = exc.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_globals.get("__name__", "").startswith("docker."):
+            return True
+        traceback = traceback.tb_next
+    return isinstance(exc, docker.errors.DockerException)
 
 
 def new_session_id() -> str:
@@ -96,14 +117,14 @@ def connect(timeout: float = 60) -> docker.DockerClient:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
-        reason = _short_reason(exc)
+        reason = short_reason(exc)
         raise EngineUnavailable(
             f"Docker engine unreachable at {where} ({reason}): {ENGINE_HINT}"
         ) from None
     return client
 
 
-def _short_reason(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
     """The innermost useful words of a docker-py / requests exception."""
     text = str(exc)
     for pattern in (
@@ -210,7 +231,38 @@ class Engine:
     @property
     def version(self) -> str:
         """The engine's version string, e.g. ``20.10.24``."""
-        return str(self.client.version().get("Version", "unknown"))
+        return str(self._version.get("Version", "unknown"))
+
+    @functools.cached_property
+    def _version(self) -> dict[str, Any]:
+        return dict(self.client.version())
+
+    @property
+    def platform(self) -> str | None:
+        """The platform the engine runs containers on, ``OS/ARCH``: ``linux/amd64`` (normalised
+        as BuildKit does; ``None`` if the engine does not say)."""
+        return engine_platform(self._version)
+
+    def platform_mismatch(self, image: ImageUnderTest) -> str:
+        """Why ``exec format error``: the image's platform beside the engine's, and the fix.
+
+        Or, where they agree, that a binary in the image is for another CPU.
+        """
+        variant = image.attrs.get("Variant")
+        theirs = f"{image.os or 'linux'}/{image.architecture or 'unknown'}" + (
+            f"/{variant}" if variant else ""
+        )
+        ours = self.platform or "an unknown platform"
+        if theirs.split("/")[:2] != ours.split("/")[:2]:
+            return (
+                f"exec format error: image {image.ref} is built for {theirs} but the engine "
+                f"runs {ours}; build it for {ours} (docker build --platform {ours}), or run it "
+                f"on a {theirs} engine (or one with QEMU binfmt emulation for it)"
+            )
+        return (
+            f"exec format error: image {image.ref} is for {theirs}, as the engine, but the "
+            "program it starts is not a binary for this CPU (or a script without #!)"
+        )
 
     def image(self, ref: str) -> ImageUnderTest:
         """The facts of image ``ref``, which must exist on the engine."""
@@ -294,6 +346,8 @@ class Engine:
         except docker.errors.APIError as exc:
             self.remove(container)
             explanation = str(exc.explanation or exc)
+            if "exec format error" in explanation:
+                explanation += f"; {self.platform_mismatch(image)}"
             if _GPU_DRIVER_ERROR.search(explanation):
                 raise GpuUnavailable(
                     f"the engine cannot give GPUs (--gpus {gpus}): {explanation}; install the "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import sys
 import tarfile
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import docker.errors
 
-from .errors import ImageCheckError
+from .errors import ContainerFailed, ImageCheckError
+from .evidence import from_test_code, observe, observed_fact, observing
 from .layers import KeepContent, LayerContents, SharedLayers, read_saved_image, stream_of
+from .units import format_duration, format_size
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -88,6 +91,13 @@ class Healthcheck:
         """The probe as one line: ``curl -f http://localhost:5000/health``."""
         return " ".join(self.test[1:])
 
+    def __str__(self) -> str:
+        timing = (
+            f"interval={format_duration(self.interval)} timeout={format_duration(self.timeout)} "
+            f"start_period={format_duration(self.start_period)} retries={self.retries}"
+        )
+        return f"{self.test[0]} {self.command} ({timing})"
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -121,6 +131,9 @@ class Layer:
         if text.startswith(("/bin/sh -c ", "RUN /bin/sh -c ")):
             return "RUN " + text.split("/bin/sh -c ", 1)[1]
         return text
+
+    def __str__(self) -> str:
+        return f"{self.instruction} ({format_size(self.size)})"
 
 
 @dataclass(frozen=True, repr=False)
@@ -156,76 +169,90 @@ class ImageUnderTest:
         return self.id.removeprefix("sha256:")[:12]
 
     @property
+    @observed_fact
     def tags(self) -> list[str]:
         """The image's tags (``RepoTags``)."""
         return list(self.attrs.get("RepoTags") or [])
 
     @property
+    @observed_fact
     def repo_digests(self) -> list[str]:
         """``name@sha256:...`` for each registry the image was pushed to or pulled from."""
         return list(self.attrs.get("RepoDigests") or [])
 
     @property
+    @observed_fact
     def digest(self) -> str | None:
         """The registry digest (``sha256:...``) of the first repo digest, if any."""
         return self.repo_digests[0].split("@", 1)[1] if self.repo_digests else None
 
     @property
+    @observed_fact
     def user(self) -> str:
         """``Config.User`` as written in the image (``""`` when unset, which means root)."""
         return str(self._config.get("User") or "")
 
     @property
+    @observed_fact
     def env(self) -> dict[str, str]:
         """``Config.Env`` as a dict."""
         pairs = (item.partition("=") for item in self._config.get("Env") or [])
         return {key: value for key, _, value in pairs}
 
     @property
+    @observed_fact
     def labels(self) -> dict[str, str]:
         """``Config.Labels``."""
         return dict(self._config.get("Labels") or {})
 
     @property
+    @observed_fact
     def exposed_ports(self) -> list[str]:
         """Exposed ports as ``"5000/tcp"``, sorted by number."""
         ports = list(self._config.get("ExposedPorts") or {})
         return sorted(ports, key=lambda p: (int(p.split("/")[0]), p))
 
     @property
+    @observed_fact
     def entrypoint(self) -> list[str] | None:
         """``Config.Entrypoint``."""
         value = self._config.get("Entrypoint")
         return list(value) if value else None
 
     @property
+    @observed_fact
     def cmd(self) -> list[str] | None:
         """``Config.Cmd``."""
         value = self._config.get("Cmd")
         return list(value) if value else None
 
     @property
+    @observed_fact
     def workdir(self) -> str:
         """``Config.WorkingDir`` (``""`` when unset, which means ``/``)."""
         return str(self._config.get("WorkingDir") or "")
 
     @property
+    @observed_fact
     def healthcheck(self) -> Healthcheck | None:
         """The HEALTHCHECK, or ``None`` when there is none or it is ``HEALTHCHECK NONE``."""
         return Healthcheck.from_config(self._config.get("Healthcheck"))
 
     @property
+    @observed_fact
     def healthcheck_disabled(self) -> bool:
         """True when the image says ``HEALTHCHECK NONE``."""
         test = (self._config.get("Healthcheck") or {}).get("Test") or []
         return bool(test) and test[0] == "NONE"
 
     @property
+    @observed_fact
     def size(self) -> int:
         """Uncompressed size in bytes, as ``docker images`` reports it."""
         return int(self.attrs.get("Size") or 0)
 
     @property
+    @observed_fact
     def layers(self) -> list[Layer]:
         """The history steps in build order (oldest first), each with size and instruction."""
         return [
@@ -241,21 +268,25 @@ class ImageUnderTest:
         ]
 
     @property
+    @observed_fact
     def diff_ids(self) -> list[str]:
         """The filesystem layers' content digests (``RootFS.Layers``), base first."""
         return list((self.attrs.get("RootFS") or {}).get("Layers") or [])
 
     @property
+    @observed_fact
     def architecture(self) -> str:
         """CPU architecture, e.g. ``amd64``."""
         return str(self.attrs.get("Architecture") or "")
 
     @property
+    @observed_fact
     def os(self) -> str:
         """Operating system, e.g. ``linux``."""
         return str(self.attrs.get("Os") or "")
 
     @property
+    @observed_fact
     def created(self) -> str:
         """When the image was built (RFC 3339)."""
         return str(self.attrs.get("Created") or "")
@@ -291,9 +322,23 @@ class ImageUnderTest:
             raise ImageCheckError(f"cannot read {path} from {self.ref}: no engine attached")
         container = self.engine.create(self.id, command=["/"], entrypoint=[])
         try:
-            return read_archive_file(container, path, owner=self.ref)
+            data = read_archive_file(container, path, owner=self.ref)
         finally:
             self.engine.remove(container)
+        if observing() and from_test_code(sys._getframe(1)):
+            observe("file", path, f"{len(data)} bytes, read from image {self.ref}")
+        return data
+
+
+def missing_path(exc: docker.errors.NotFound, path: str, owner: str) -> Exception:
+    """The error for a 404 from the archive API: the path is missing, or the container is.
+
+    The engine answers 404 both for a path that does not exist and for a container that was
+    removed; only the first is a :class:`FileNotFoundError`.
+    """
+    if "no such container" in str(exc.explanation or exc).lower():
+        return ContainerFailed(f"container {owner} was removed while {path} was read from it")
+    return FileNotFoundError(f"{path} does not exist in {owner}")
 
 
 def read_archive_file(container: Any, path: str, *, owner: str, _depth: int = 0) -> bytes:
@@ -303,8 +348,8 @@ def read_archive_file(container: Any, path: str, *, owner: str, _depth: int = 0)
     """
     try:
         stream, _ = container.get_archive(path)
-    except docker.errors.NotFound:
-        raise FileNotFoundError(f"{path} does not exist in {owner}") from None
+    except docker.errors.NotFound as exc:
+        raise missing_path(exc, path, owner) from None
     with tarfile.open(fileobj=stream_of(stream), mode="r|") as tar:
         member = tar.next()
         if member is not None and member.issym() and _depth < 16:

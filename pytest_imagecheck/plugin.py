@@ -9,8 +9,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fnmatch
+import os
 import signal
 import sys
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,7 +24,8 @@ import docker
 import pytest
 import requests
 
-from .build import BuildSpec, build_image, build_once, parse_build_arg
+from . import httpwatch
+from .build import BuildSpec, build_image, build_once, parse_build_arg, single_platform
 from .container import LOG_TAIL_LINES, RunningContainer
 from .engine import (
     ENGINE_ERRORS,
@@ -32,13 +35,16 @@ from .engine import (
     check_reference,
     connect,
     engine_lost,
+    from_engine,
     new_session_id,
     parse_gpus,
+    short_reason,
 )
 from .errors import GpuUnavailable, ImageCheckError
-from .evidence import collecting
+from .evidence import collecting, properties
 from .image import ImageUnderTest
 from .items import CriteriaFile, CriterionItem, share_work, waive
+from .platforms import parse_platforms
 
 if TYPE_CHECKING:
     from .dockerfile import Dockerfile
@@ -57,11 +63,22 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("--dockerfile", "string", "the Dockerfile to build, or to check when testing --image"),
     ("--build-arg", "linelist", "KEY=VALUE build argument (repeatable)"),
     ("--target", "string", "the Dockerfile stage to build"),
+    (
+        "--platform",
+        "string",
+        "target platform(s), as docker buildx build --platform: linux/arm64 to build for it; "
+        "a list (linux/amd64,linux/arm64) to judge the Dockerfile on each",
+    ),
     ("--gpus", "string", "give containers GPUs as docker run --gpus does: all, N, device=0,1"),
     ("--keep-containers", "bool", "leave containers running after the session, for debugging"),
     ("--require-gpu", "bool", "fail, instead of skipping, when --gpus cannot be honoured"),
     ("--imagecheck-report", "string", "write the evidence report here (.md with an SVG, or .json)"),
 ]
+
+
+#: Options kept as lists although they take one value, so a repeat is an error, not a
+#: silent last-one-wins.
+_ONCE = ("--image",)
 
 
 def _dest(option: str) -> str:
@@ -77,7 +94,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest = _dest(option)
         if kind == "bool":
             group.addoption(option, action="store_true", default=None, dest=dest, help=help_text)
-        elif kind == "linelist":
+        elif kind == "linelist" or option in _ONCE:
             group.addoption(option, action="append", default=None, dest=dest, help=help_text)
         else:
             group.addoption(option, default=None, dest=dest, help=help_text)
@@ -102,6 +119,8 @@ class Settings:
     require_gpu: bool = False
     build_args: dict[str, str] = field(default_factory=dict)
     report: Path | None = None
+    #: ``--platform``, normalised: the build's platform, and the ones the Dockerfile is judged on.
+    platforms: tuple[str, ...] = ()
 
     @property
     def configured(self) -> bool:
@@ -112,6 +131,13 @@ class Settings:
 def _setting(config: pytest.Config, option: str, kind: str) -> Any:
     dest = _dest(option)
     value = config.getoption(dest)
+    if value is not None and option in _ONCE:
+        if len(set(value)) > 1:
+            raise ImageCheckError(
+                f"{option} was given {len(value)} times ({', '.join(value)}): a session tests "
+                f"one image; run pytest once per image"
+            )
+        value = value[0]
     if value is not None:
         return value, Path.cwd()
     ini_value = config.getini(dest + ("s" if kind == "linelist" else ""))
@@ -133,7 +159,13 @@ def _resolve_settings(config: pytest.Config) -> Settings:
     if gpus:
         parse_gpus(gpus)
     build_args = dict(parse_build_arg(arg) for arg in values["--build-arg"][0] or [])
+    platforms = parse_platforms(values["--platform"][0]) if values["--platform"][0] else ()
     context, dockerfile = path("--build-context"), path("--dockerfile")
+    report = path("--imagecheck-report")
+    if dockerfile is not None:
+        _check_file("--dockerfile", values["--dockerfile"][0], dockerfile)
+    if report is not None:
+        _check_writable("--imagecheck-report", values["--imagecheck-report"][0], report)
     build = None
     if context is not None:
         build = BuildSpec(
@@ -141,10 +173,13 @@ def _resolve_settings(config: pytest.Config) -> Settings:
             dockerfile=dockerfile,
             build_args=build_args,
             target=values["--target"][0],
+            platform=single_platform(platforms),
             tag=image,
         )
         if not context.is_dir():
             build.validate()  # raises the one-line error for a context that is not a folder
+        if dockerfile is None:
+            _check_file("the Dockerfile", "Dockerfile in --build-context", build.dockerfile_path)
     return Settings(
         image=image,
         build=build,
@@ -153,8 +188,35 @@ def _resolve_settings(config: pytest.Config) -> Settings:
         keep_containers=bool(values["--keep-containers"][0]),
         require_gpu=bool(values["--require-gpu"][0]),
         build_args=build_args,
-        report=path("--imagecheck-report"),
+        report=report,
+        platforms=platforms,
     )
+
+
+def _check_file(option: str, given: str, path: Path) -> None:
+    """A one-line usage error unless ``path`` (``given`` as written) is a readable file."""
+    if path.is_file():
+        return
+    problem = "is a directory" if path.is_dir() else "does not exist"
+    raise ImageCheckError(
+        f"{option} {given} {problem} ({path}): pass the path of a Dockerfile, relative to "
+        "where pytest runs (as docker build -f)"
+    )
+
+
+def _check_writable(option: str, given: str, path: Path) -> None:
+    """A one-line usage error unless a file can be written at ``path``."""
+    if path.is_dir():
+        raise ImageCheckError(
+            f"{option} {given} is a directory: pass a file name, e.g. {given.rstrip('/')}/report.md"
+        )
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ImageCheckError(
+            f"{option} {given} cannot be written: {parent} is not a writable directory"
+        )
 
 
 class _State:
@@ -237,6 +299,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_XdistController(state), "imagecheck-xdist")
     if settings.report is not None and not _is_worker(config):
         config.pluginmanager.register(_EvidenceReport(state, settings.report), "imagecheck-report")
+    httpwatch.install()
+    config.add_cleanup(httpwatch.uninstall)
     # pytest turns SIGINT into KeyboardInterrupt and still tears fixtures down; do the same
     # for SIGTERM (CI cancelling a job) so containers are removed then too.
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
@@ -377,10 +441,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Collect what checks measure during the test; it becomes junit properties."""
-    with collecting() as evidence:
+    """Collect what checks measure, and what the test body read and ran, during the test;
+    both become junit properties (observations masked as all evidence is)."""
+    with collecting() as collected:
         yield
-    item.user_properties.extend(p for entry in evidence for p in entry.properties())
+    if collected.observations:
+        from .checks.secrets import mask_secrets
+
+        item.user_properties.extend(properties(collected, mask_secrets))
+    else:
+        item.user_properties.extend(properties(collected, lambda text, env: text))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -392,11 +462,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     _judge_gpu(item, call, report)
     if not report.failed:
         return
-    used = list(item.stash.get(_USED, []))
-    session_container = getattr(item, "funcargs", {}).get("container")
-    if isinstance(session_container, RunningContainer):
-        used.insert(0, session_container)
-    for container in used:
+    for container in _used_containers(item):
         with contextlib.suppress(Exception):
             tail = container.log_tail(LOG_TAIL_LINES)
             # A "stdout" section reaches junit's system-out (junit_logging=system-out), which
@@ -407,18 +473,52 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _shorten(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
-    """Our errors, and an engine that went away, as one line: no traceback through our code."""
+    """Our errors, an engine that went away, and a service that refused a connection, each as
+    one message: no traceback through our code or requests'."""
     excinfo = call.excinfo
     if not report.failed or excinfo is None:
         return
-    if isinstance(excinfo.value, requests.ConnectionError):
-        report.longrepr = str(engine_lost(excinfo.value))
+    if isinstance(excinfo.value, requests.RequestException):
+        state = item.config.stash[_STATE]
+        client = state.engine().client if state.connected else None
+        if from_engine(excinfo.value, client):
+            if isinstance(excinfo.value, requests.ConnectionError):
+                report.longrepr = str(engine_lost(excinfo.value))
+            return
+        failure = _service_failure(item, excinfo.value)
+        if failure is not None:
+            report.longrepr = _called_at(item, excinfo) + failure
     elif (
         isinstance(excinfo.value, ImageCheckError)
         and not isinstance(excinfo.value, GpuUnavailable)
         and not isinstance(item, CriterionItem)  # it words its own failures
     ):
         report.longrepr = _called_at(item, excinfo) + str(excinfo.value)
+
+
+def _used_containers(item: pytest.Item) -> list[RunningContainer]:
+    """The containers a test used: the session's, then those ``run_container`` started."""
+    used = list(item.stash.get(_USED, []))
+    session_container = getattr(item, "funcargs", {}).get("container")
+    if isinstance(session_container, RunningContainer):
+        used.insert(0, session_container)
+    return used
+
+
+def _service_failure(item: pytest.Item, exc: requests.RequestException) -> str | None:
+    """A failed request to a container's published port, told as the service's failure with
+    the container's state and log tail; ``None`` for any other address."""
+    url = str(getattr(exc.request, "url", "") or "")
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or parts.port is None:
+        return None
+    what = f"{getattr(exc.request, 'method', 'GET')} {url}: {short_reason(exc)}"
+    for container in _used_containers(item):
+        with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
+            told = container.connection_failure((parts.hostname, parts.port), what)
+            if told is not None:
+                return told
+    return None
 
 
 def _called_at(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:
@@ -637,11 +737,21 @@ def dockerfile(pytestconfig: pytest.Config) -> Dockerfile:
     skip when neither is known.
     """
     settings = pytestconfig.stash[_SETTINGS]
+    if settings.build is None and settings.dockerfile is None:
+        pytest.skip("no Dockerfile known: pass --build-context DIR or --dockerfile PATH")
+    # The engine's platform gives BUILDPLATFORM, and TARGETPLATFORM without --platform. An
+    # unreachable engine leaves it unknown: references that need it then fail as unresolved.
+    native = None
+    with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
+        native = pytestconfig.stash[_STATE].engine().platform
     with _errors_as_failures():
         if settings.build is not None:
-            return settings.build.validate()
-        if settings.dockerfile is not None:
-            from .dockerfile import Dockerfile
+            return settings.build.validate(engine_platform=native)
+        from .dockerfile import Dockerfile
 
-            return Dockerfile.parse(settings.dockerfile, build_args=settings.build_args)
-    pytest.skip("no Dockerfile known: pass --build-context DIR or --dockerfile PATH")
+        return Dockerfile.parse(
+            settings.dockerfile,
+            build_args=settings.build_args,
+            platforms=settings.platforms,
+            build_platform=native,
+        )

@@ -191,14 +191,41 @@ CASES = [
         ),
         '{tmp}/ctx/Dockerfile:2: unknown instruction "RUNN" (did you mean RUN?)',
     ),
+    # Path options are checked at start, whether or not a test uses them.
     row(
-        "--dockerfile=nope/Dockerfile (missing), dockerfile fixture",
-        session(
-            "--image={image}",
-            "--dockerfile=nope/Dockerfile",
-            files={"test_it.py": "def test_it(dockerfile):\n    pass\n"},
-        ),
-        "Dockerfile not found: {tmp}/nope/Dockerfile (pass --dockerfile PATH)",
+        "--dockerfile=nope/Dockerfile (missing) beside --image, no test uses it",
+        option("--image={image}", "--dockerfile=nope/Dockerfile"),
+        "ERROR: --dockerfile nope/Dockerfile does not exist ({tmp}/nope/Dockerfile): pass the "
+        "path of a Dockerfile, relative to where pytest runs (as docker build -f)",
+    ),
+    row(
+        "--dockerfile=. (a directory) beside --build-context",
+        option("--build-context=.", "--dockerfile=."),
+        "ERROR: --dockerfile . is a directory ({tmp}): pass the path of a Dockerfile, relative "
+        "to where pytest runs (as docker build -f)",
+    ),
+    row(
+        "--build-context=. without a Dockerfile in it",
+        option("--build-context=."),
+        "ERROR: the Dockerfile Dockerfile in --build-context does not exist ({tmp}/Dockerfile): "
+        "pass the path of a Dockerfile, relative to where pytest runs (as docker build -f)",
+    ),
+    row(
+        "--imagecheck-report=test_it.py/report.md (under a file)",
+        option("--image={image}", "--imagecheck-report=test_it.py/report.md"),
+        "ERROR: --imagecheck-report test_it.py/report.md cannot be written: {tmp}/test_it.py is "
+        "not a writable directory",
+    ),
+    row(
+        "--imagecheck-report=. (a directory)",
+        option("--image={image}", "--imagecheck-report=."),
+        "ERROR: --imagecheck-report . is a directory: pass a file name, e.g. ./report.md",
+    ),
+    row(
+        "--image twice (a, then b)",
+        option("--image=imagecheck-test/a:1", "--image=imagecheck-test/b:1"),
+        "ERROR: --image was given 2 times (imagecheck-test/a:1, imagecheck-test/b:1): a session "
+        "tests one image; run pytest once per image",
     ),
     # Python tests: the test fails with the message, at the line that made the call.
     row(

@@ -76,19 +76,41 @@ def test_named_non_root_user_passes_and_records_evidence(image_with_user) -> Non
         ("root", """Config.User is "root", which /etc/passwd in the image maps 'root' to uid 0"""),
         ("root:root", """Config.User is "root:root", which /etc/passwd in the image maps 'root'"""),
         ("toor", """Config.User is "toor", which /etc/passwd in the image maps 'toor' to uid 0"""),
-        (
-            "ghost",
-            """Config.User is "ghost", but user 'ghost' is not in /etc/passwd in the image""",
-        ),
-        ("svc:staff", "group 'staff' is not in /etc/group of the image"),
     ],
 )
-def test_root_or_unresolvable_user_fails_with_the_reason(image_with_user, user, message) -> None:
+def test_root_user_fails_saying_it_runs_as_root(image_with_user, user, message) -> None:
     image = image_with_user(user)
     with pytest.raises(AssertionError) as failure:
         assert_non_root(image)
     assert message in str(failure.value)
     assert str(failure.value).startswith(f"image {image.ref} runs as root: ")
+
+
+@pytest.mark.parametrize(
+    ("user", "message"),
+    [
+        (
+            "ghost",
+            "user 'ghost' is not in /etc/passwd in the image, so the engine refuses to start its "
+            'containers ("unable to find user ghost: no matching entries in passwd file"); add '
+            "ghost to /etc/passwd in the image, or use a numeric uid (e.g. USER 1000:1000)",
+        ),
+        (
+            "svc:staff",
+            "group 'staff' is not in /etc/group of the image, so the engine refuses to start its "
+            'containers ("unable to find group staff: no matching entries in group file"); add '
+            "staff to /etc/group in the image, or use a numeric gid (e.g. USER svc:1000)",
+        ),
+    ],
+)
+def test_unresolvable_user_fails_saying_the_engine_cannot_start_it(
+    image_with_user, user, message
+) -> None:
+    image = image_with_user(user)
+    with pytest.raises(AssertionError) as failure:
+        assert_non_root(image)
+    headline = f'image {image.ref} cannot start as Config.User "{user}": '
+    assert str(failure.value) == headline + message
 
 
 def test_allow_accepts_a_user_missing_from_passwd_but_never_root(image_with_user) -> None:

@@ -63,3 +63,88 @@ def test_facts_read_as_text() -> None:
     assert as_text(timedelta(seconds=90)) == "1m30s"
     assert as_text(["a", "b"]) == "a, b"
     assert as_text(None) == "none"
+
+
+# Plain tests carry evidence too: what the test body read and ran.
+PLAIN_TESTS = """
+import requests
+from pytest_imagecheck import assert_non_root
+
+def test_env(image):
+    assert image.env["APP_MODE"] == "prod"
+
+def test_gcc_absent(container):
+    assert container.exec(["sh", "-c", "command -v gcc"]).exit_code != 0
+
+def test_http(container):
+    assert requests.get(container.url(8080, "/index.html"), timeout=5).status_code == 200
+
+def test_reads_a_file(image, container):
+    assert b"svc" in image.read_file("/etc/passwd")
+    assert b"sample" in container.read_file("/srv/www/index.html")
+
+def test_polls_many_times(container):
+    for _ in range(60):
+        assert container.exec(["true"]).exit_code == 0
+
+def test_check_only(image):
+    assert_non_root(image)
+
+def test_other_http_is_not_observed(container):
+    try:
+        requests.get("http://127.0.0.1:9/", timeout=2)
+    except requests.ConnectionError:
+        pass
+"""
+
+
+@pytest.fixture
+def evidence_image(build_image, sample_image: str) -> str:
+    """The sample image with a secret and a plain value in its ENV."""
+    token = "ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8"
+    return build_image(f"FROM {sample_image}\nENV APP_MODE=prod GITHUB_TOKEN={token}\n")
+
+
+def test_plain_tests_carry_what_they_read_and_ran_as_evidence(pytester, evidence_image) -> None:
+    pytester.makepyfile(PLAIN_TESTS)
+    result = pytester.runpytest(f"--image={evidence_image}", "--junitxml=report.xml")
+    result.assert_outcomes(passed=7)
+    suite = ET.parse(pytester.path / "report.xml").getroot().find("testsuite")
+    assert suite is not None
+    facts = {
+        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        for case in suite.findall("testcase")
+    }
+    env = facts["test_env"]["imagecheck.read.image.env"]
+    assert "APP_MODE=prod" in env
+    assert "GITHUB_TOKEN=ghp_… (40 chars)" in env and "a1B2c3" not in env  # masked
+    assert facts["test_gcc_absent"]["imagecheck.exec.1"] == (
+        '["sh", "-c", "command -v gcc"] -> exit 127'
+    )
+    http = facts["test_http"]["imagecheck.http.1"]
+    assert http.startswith("GET http://127.0.0.1:") and http.endswith(
+        "/index.html -> 200 <h1>sample</h1>"
+    )
+    assert (
+        facts["test_reads_a_file"]["imagecheck.file.1"].startswith("/etc/passwd -> ")
+        and "bytes, read from image" in facts["test_reads_a_file"]["imagecheck.file.1"]
+    )
+    assert "bytes, read from container" in facts["test_reads_a_file"]["imagecheck.file.2"]
+    polled = facts["test_polls_many_times"]
+    assert polled["imagecheck.exec.1"] == '["true"] -> exit 0'
+    assert "imagecheck.exec.2" not in polled  # the same answer is kept once
+    # A check's own reads are its evidence; they are not repeated as observations.
+    assert not [k for k in facts["test_check_only"] if k.startswith("imagecheck.read.")]
+    assert facts["test_check_only"]["imagecheck.uid"] == "1000"
+    assert not [k for k in facts["test_other_http_is_not_observed"] if "http" in k]
+
+
+def test_observations_are_bounded_per_test() -> None:
+    from pytest_imagecheck.evidence import MAX_OBSERVATIONS, observe
+
+    with collecting() as collected:
+        for index in range(MAX_OBSERVATIONS + 25):
+            observe("exec", f"cmd {index}", "x" * 1000)
+    assert len(collected.observations) == MAX_OBSERVATIONS
+    assert collected.dropped == 25
+    assert all(len(seen.text) < 260 for seen in collected.observations)

@@ -61,7 +61,10 @@ def test_service_crashing_after_ready_fails_the_next_test_with_its_log(
     result = pytester.runpytest(f"--image={image}")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
-        ["*exited with code 3; last log lines:*", "*fatal: model worker crashed*"]
+        [
+            "*exited with code 3 before 'true' could run; last log lines:*",
+            "*fatal: model worker crashed*",
+        ]
     )
     assert leftovers(client, os.getpid()) == []
 

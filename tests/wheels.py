@@ -45,9 +45,11 @@ def cache_dir() -> Path:
     return path
 
 
-def _cached(requirement: Requirement, cache: Path) -> Path | None:
+def _cached(requirement: Requirement, cache: Path, platform: str | None = None) -> Path | None:
     for wheel in sorted(cache.glob("*.whl")):
-        name, version, _, _ = parse_wheel_filename(wheel.name)
+        name, version, _, tags = parse_wheel_filename(wheel.name)
+        if platform is not None and not any(tag.platform.endswith(platform) for tag in tags):
+            continue
         if name == canonicalize_name(requirement.name) and requirement.specifier.contains(
             version, prereleases=True
         ):
@@ -55,8 +57,11 @@ def _cached(requirement: Requirement, cache: Path) -> Path | None:
     return None
 
 
-def fetch(requirement: str) -> Path:
+def fetch(requirement: str, *, platform: str | None = None) -> Path:
     """The wheel for ``NAME==VERSION``, downloaded with pip unless the cache has one.
+
+    ``platform`` (a manylinux machine, e.g. ``aarch64``) asks for the wheel of another CPU
+    (``pip download --platform manylinux2014_aarch64``).
 
     ``torch==2.13.0`` also accepts ``2.13.0+cpu``, as pip does: pin the local label to be sure.
     """
@@ -64,14 +69,16 @@ def fetch(requirement: str) -> Path:
     cache = cache_dir()
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        found = _cached(wanted, cache)
+        found = _cached(wanted, cache, platform)
         if found is None:
             command = [sys.executable, "-m", "pip", "download", "--no-deps"]
             command += ["--only-binary=:all:", "--disable-pip-version-check", "-q"]
+            if platform is not None:
+                command += ["--platform", f"manylinux2014_{platform}"]
             pip = subprocess.run(
                 [*command, "-d", str(cache), requirement], capture_output=True, text=True
             )
-            found = _cached(wanted, cache)
+            found = _cached(wanted, cache, platform)
             if pip.returncode or found is None:
                 raise RuntimeError(f"pip download {requirement} failed:\n{pip.stderr[-2000:]}")
     return found

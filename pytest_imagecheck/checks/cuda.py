@@ -119,9 +119,10 @@ def compiler_findings(torch: TorchBuild, compiler: Compiler, *, strict_minor: bo
     if torch.cuda is None:
         return found
     if compiler.release is None:
+        # Not measured is not a finding: the probe may have failed for its own reasons.
         found.warnings.append(
-            f"{compiler.path} did not report a release ({compiler.error}): "
-            "CUDA extensions cannot be built with it"
+            f"{compiler.source} gave no CUDA release ({compiler.error}): its version was not "
+            f"measured, so it was not compared with torch's CUDA {torch.cuda}"
         )
         return found
     said = (
@@ -199,6 +200,12 @@ def _cuda_expectation(facts: CudaFacts, cuda: str) -> list[str]:
     torches = [b for b in facts.torch_installs if b.cuda]
     compilers = [c for c in facts.compilers if c.release]
     if declared is None and not torches and not compilers:
+        if facts.compilers:  # the image has a compiler, but what it said was not a version
+            unmeasured = "; ".join(f"{c.source}: {c.error}" for c in facts.compilers)
+            return [
+                f"expected CUDA {cuda} but no CUDA version of {facts.ref} was measured: it has "
+                f"no other source of one, and its compilers gave no release ({unmeasured})"
+            ]
         return [
             f"expected CUDA {cuda} but {facts.ref} has none: no CUDA_VERSION env, "
             "cuda/version.json, nvidia-cuda-runtime wheel, libcudart, nvcc or CUDA build of torch"
@@ -397,7 +404,11 @@ def runtime_findings(runtime: TorchRuntime, *, where: str, gpus: int | None) -> 
     """Did torch in the container see ``gpus`` GPUs (``None``: unknown) and run a kernel?"""
     found = Findings()
     if runtime.error:
-        found.errors.append(f"torch failed in {where}: {runtime.error}")
+        # Torch raised, or the probe's interpreter could not run at all (its error says
+        # which): either way no kernel ran, and that is all that is known.
+        found.errors.append(
+            f"torch ran no CUDA kernel in {where}, which runs with GPUs: {runtime.error}"
+        )
     elif not runtime.available:
         notes = f" (torch said: {'; '.join(runtime.notes)})" if runtime.notes else ""
         found.errors.append(
@@ -430,7 +441,9 @@ def _one_or_all(values: list[object]) -> object:
 
 def _evidence(facts: CudaFacts) -> dict[str, object]:
     declared = facts.image_cuda
+    unmeasured = [f"{c.source}: {c.error}" for c in facts.compilers if c.release is None]
     return {
+        **({"not_measured": unmeasured} if unmeasured else {}),
         "image_cuda": declared.version if declared else "none",
         "image_cuda_source": declared.source if declared else "none",
         "nvcc_version": _one_or_all(

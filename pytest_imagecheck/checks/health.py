@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import tenacity
 
+from ..container import ExecResult
 from ..evidence import record
 from ..units import format_duration
 from .endpoint import named_duration, probe_lines
@@ -36,7 +37,9 @@ def assert_healthy(
     Fails at once on ``unhealthy`` (with the last probes' exit codes and output) or when the
     container stops (with its exit code and log tail). The default timeout follows from the
     image's own start period, interval, timeout and retries. An image without HEALTHCHECK
-    fails at once: the engine would never report health.
+    fails at once: the engine would never report health. When the engine could not start the
+    probe at all (a ``curl`` or ``/bin/sh`` the image lacks), the message says so: the service
+    itself was never probed.
     """
     __tracebackhide__ = True
     health = container.image.healthcheck
@@ -63,8 +66,8 @@ def assert_healthy(
         current = container.health
         if current == "unhealthy":
             return current, (
-                f"container {container.name} turned unhealthy (`{health.command}`); "
-                f"last probes:\n{probe_lines(container)}"
+                f"container {container.name} turned unhealthy (`{health.command}`)"
+                f"{_cannot_run(container, health)}; last probes:\n{probe_lines(container)}"
             )
         return current, None
 
@@ -91,5 +94,32 @@ def assert_healthy(
     if final != "healthy":
         raise AssertionError(
             f"container {container.name} not healthy after {format_duration(deadline)}: "
-            f"health is {final}; last probes:\n{probe_lines(container)}"
+            f"health is {final}{_cannot_run(container, health)}; "
+            f"last probes:\n{probe_lines(container)}"
         )
+
+
+def _cannot_run(container: RunningContainer, health: Healthcheck) -> str:
+    """``: its probe cannot run ...`` when the engine could not start the last probe at all.
+
+    The engine then logs exit code -1 and its own refusal (``exec: "curl": executable file
+    not found in $PATH``): the service was not probed, so the message must not read as if it
+    answered badly.
+    """
+    probes = container.health_log
+    refused = (
+        ExecResult.start_refused(probes[-1].output)
+        if probes and probes[-1].exit_code == -1
+        else None
+    )
+    if refused is None:
+        return ""
+    fix = (
+        'use the exec form, HEALTHCHECK CMD ["program", "arg"], with a program the image has'
+        if health.test[0] == "CMD-SHELL"
+        else "probe with a program the image has"
+    )
+    return (
+        f": the engine cannot run its HEALTHCHECK probe ({health.test[0]}): {refused}, so the "
+        f"service itself was never probed; {fix}"
+    )

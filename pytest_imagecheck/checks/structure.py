@@ -252,12 +252,17 @@ class _Accounts:
 
     def __init__(self, container: RunningContainer) -> None:
         self._container = container
+        #: The tables the container does not have (``/etc/group``), each with why.
+        self.missing: dict[str, str] = {}
 
     def _table(self, path: str) -> dict[str, list[str]]:
         try:
             return parse_table(self._container.read_file(path).decode("utf-8", "replace"))
-        except (FileNotFoundError, IsADirectoryError):
-            return {}
+        except FileNotFoundError:
+            self.missing[path] = "does not exist"
+        except IsADirectoryError:
+            self.missing[path] = "is not a regular file"
+        return {}
 
     @cached_property
     def users(self) -> dict[str, list[str]]:
@@ -280,10 +285,17 @@ def _ownership_problems(
     found: int,
     table: dict[str, list[str]],
     table_path: str,
+    missing: str | None = None,
 ) -> list[str]:
+    """``missing`` says why the container has no ``table_path`` (``does not exist``)."""
     found_text = f"{_Accounts.name(table, found)} ({number_kind} {found})"
     if isinstance(wanted, str):
         row = table.get(wanted)
+        if missing is not None:
+            return [
+                f"{verb} {found_text}, expected {wanted}, which the container cannot resolve: "
+                f"its {table_path} {missing} (give a number instead)"
+            ]
         if row is None or not row[2].isdigit():
             return [
                 f"{verb} {found_text}, expected {wanted}, "
@@ -399,14 +411,16 @@ def assert_file(
         problems.append(f"is a {found_kind}{link}, expected a {kind}")
     if wanted_mode is not None and wanted_mode != found_mode:
         problems.append(f"is mode {found_mode:04o}, expected {wanted_mode:04o}")
-    if wanted_owner is not None:
-        problems += _ownership_problems(
-            "is owned by", "uid", wanted_owner, entry.uid, accounts.users, "/etc/passwd"
-        )
-    if wanted_group is not None:
-        problems += _ownership_problems(
-            "has group", "gid", wanted_group, entry.gid, accounts.groups, "/etc/group"
-        )
+    for wanted, verb, number_kind, found, key in (
+        (wanted_owner, "is owned by", "uid", entry.uid, "owner"),
+        (wanted_group, "has group", "gid", entry.gid, "group"),
+    ):
+        if wanted is not None:
+            table = accounts.users if key == "owner" else accounts.groups
+            path_of = ACCOUNT_TABLES[key]
+            problems += _ownership_problems(
+                verb, number_kind, wanted, found, table, path_of, accounts.missing.get(path_of)
+            )
     if contains is not None or pattern is not None:
         problems += _content_problems(container, path, entry, data, contains, pattern)
     if problems:
@@ -481,6 +495,11 @@ def assert_command(
     are substrings of the output; ``*_matches`` regular expressions searched in it (``^`` and
     ``$`` match at each line). ``user`` and ``env`` are as ``docker exec -u`` and ``-e``. The
     message shows the command, its exit code and the last lines of both outputs.
+
+    A program the engine cannot start (not in the image, not executable, a user the container
+    lacks) is a result like any other: the engine's exit code (126) is compared with
+    ``exit_code``, and a failure says that the command did not run, and why, instead of showing
+    the engine's refusal as the program's output (evidence ``command_not_run``).
     """
     __tracebackhide__ = True
     if isinstance(exit_code, bool) or not isinstance(exit_code, int):
@@ -507,6 +526,7 @@ def assert_command(
             f"bad command {run!r}: {str(exc).lower()}; close the quote or pass a list of words"
         ) from None
     result = container.exec(run, user=command.user or None, env=dict(command.env) or None)
+    not_run = result.not_run
     record(
         "command",
         command=shown,
@@ -514,6 +534,7 @@ def assert_command(
         command_exit_code=result.exit_code,
         command_stdout=_tail(result.stdout),
         command_stderr=_tail(result.stderr),
+        **({"command_not_run": not_run} if not_run is not None else {}),
     )
     outputs = {"stdout": result.stdout, "stderr": result.stderr}
     problems = []
@@ -525,9 +546,26 @@ def assert_command(
     if result.exit_code != exit_code or problems:
         expected = f", expected {exit_code}" if result.exit_code != exit_code else ""
         as_user = f" as {user}" if user else ""
+        where = f"command `{shown}`{as_user} in container {container.name} of {container.image.ref}"
+        if not_run is not None:
+            # The engine's answer is the result; the headline must not say the program ran.
+            raise AssertionError(
+                f"{where} did not run: {not_run}; the engine answered exit code "
+                f"{result.exit_code}{expected}{_code_hint(result.exit_code, exit_code)}"
+                + (f"; {'; '.join(problems)}" if problems else "")
+            )
         raise AssertionError(
-            f"command `{shown}`{as_user} in container {container.name} of {container.image.ref} "
-            f"exited with {result.exit_code}{expected}"
+            f"{where} exited with {result.exit_code}{expected}"
             + (f": {'; '.join(problems)}" if problems else "")
             + f"\nstdout:\n{_indented(result.stdout)}\nstderr:\n{_indented(result.stderr)}"
         )
+
+
+def _code_hint(found: int, expected: int) -> str:
+    """Engines and shells disagree on the exit code of a program that cannot start."""
+    if found != expected and expected in (126, 127):
+        return (
+            " (the Docker engine answers 126 for any program it cannot start, moby/moby#45795; "
+            "a shell answers 127 for one it cannot find)"
+        )
+    return ""

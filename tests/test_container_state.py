@@ -1,0 +1,234 @@
+"""Verdicts about containers read their state first: a container that died is reported by its
+exit code and log tail, a refused connection is the service's (never the engine's), and an
+image for another CPU names both platforms."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from pytest_imagecheck import assert_endpoint_ready
+from pytest_imagecheck.engine import Engine, new_session_id
+from pytest_imagecheck.errors import ContainerFailed
+from tests import wheels
+from tests.conftest import leftovers, wait_for
+
+#: An entrypoint that prints its complaint and exits at once, as a service missing its config.
+EXITS_AT_ONCE = """FROM {busybox}
+EXPOSE 8000
+ENTRYPOINT ["sh", "-c", "echo 'fatal: DATABASE_URL is not set'; exit 3"]
+"""
+#: A web service that listens only after 4 s, as one loading a model.
+LISTENS_LATE = """FROM {busybox}
+RUN mkdir -p /srv && echo hello > /srv/index.html
+EXPOSE 8000
+CMD ["sh", "-c", "echo loading; sleep 4; exec httpd -f -p 8000 -h /srv"]
+"""
+
+
+@pytest.fixture
+def engine(client: docker.DockerClient) -> Iterator[Engine]:
+    """An engine of a session of its own, cleaned when the test ends."""
+    made = Engine(client, new_session_id())
+    yield made
+    made.cleanup()
+
+
+def _exited(container) -> bool:
+    return container.stopped() is not None
+
+
+def test_dead_container_is_reported_by_exit_code_not_as_an_unpublished_port(
+    engine: Engine, build_image: Callable[..., str], busybox: str
+) -> None:
+    # The engine unbinds a stopped container's ports: asking for one must not blame EXPOSE.
+    image = engine.image(build_image(EXITS_AT_ONCE.format(busybox=busybox)))
+    container = engine.run(image, entrypoint=["sh", "-c", "sleep 0.5; echo bye now; exit 3"])
+    assert wait_for(lambda: _exited(container), timeout=20)
+    with pytest.raises(ContainerFailed) as failure:
+        container.url(8000, "/health")
+    message = str(failure.value)
+    assert "exited with code 3 before port 8000/tcp could be reached" in message
+    assert "bye now" in message
+    assert "not published" not in message and "EXPOSE" not in message
+
+
+def test_entrypoint_that_exits_at_once_fails_endpoint_wait_with_exit_code_every_time(
+    engine: Engine, build_image: Callable[..., str], busybox: str
+) -> None:
+    # The field report: run_container(), then assert_endpoint_ready; about one try in ten
+    # said "port 8000/tcp is not published". Each try must give the exit code and log tail.
+    image = engine.image(build_image(EXITS_AT_ONCE.format(busybox=busybox)))
+    for _ in range(10):
+        with pytest.raises((ContainerFailed, AssertionError)) as failure:
+            container = engine.run(image)
+            try:
+                assert_endpoint_ready(container, "/health", timeout="30s")
+            finally:
+                engine.remove(container)
+        message = str(failure.value)
+        assert "exited with code 3" in message, message
+        assert "fatal: DATABASE_URL is not set" in message, message
+        assert "not published" not in message
+
+
+def test_reading_a_file_of_a_removed_container_says_it_was_removed(
+    engine: Engine, build_image: Callable[..., str], busybox: str, client: docker.DockerClient
+) -> None:
+    # The engine's archive API answers 404 for a missing container too: not "no such file".
+    image = engine.image(build_image(LISTENS_LATE.format(busybox=busybox)))
+    container = engine.run(image)
+    client.api.remove_container(container.id, force=True)
+    with pytest.raises(ContainerFailed, match=r"was removed while /srv/index\.html was read"):
+        container.read_file("/srv/index.html")
+
+
+def test_exec_in_a_container_that_stopped_reports_exit_code_and_log_tail(
+    engine: Engine, build_image: Callable[..., str], busybox: str
+) -> None:
+    image = engine.image(build_image(EXITS_AT_ONCE.format(busybox=busybox)))
+    container = engine.run(image, entrypoint=["sh", "-c", "sleep 0.5; echo going; exit 5"])
+    assert wait_for(lambda: _exited(container), timeout=20)
+    with pytest.raises(ContainerFailed) as failure:
+        container.exec(["id", "-u"])
+    assert "exited with code 5 before ['id', '-u'] could run" in str(failure.value)
+    assert "going" in str(failure.value)
+
+
+# A refused or reset connection to a container's port is the service's, not the engine's.
+PLAIN_REQUEST = """
+import time
+import requests
+
+def test_plain_request_before_the_service_listens(container):
+    requests.get(container.url(8000, "/"), timeout=5)
+
+def test_request_after_the_container_exited(run_container):
+    c = run_container(entrypoint=["sh", "-c", "sleep 1; echo goodbye; exit 3"])
+    url = c.url(8000, "/")
+    time.sleep(3)
+    requests.get(url, timeout=5)
+
+def test_request_to_a_port_of_no_container():
+    requests.get("http://127.0.0.1:9/", timeout=5)
+"""
+
+
+def test_connection_refused_by_a_service_is_blamed_on_the_service_with_its_state(
+    pytester: pytest.Pytester, build_image: Callable[..., str], busybox: str, client
+) -> None:
+    image = build_image(LISTENS_LATE.format(busybox=busybox))
+    pytester.makepyfile(PLAIN_REQUEST)
+    result = pytester.runpytest(f"--image={image}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=3)
+    out = result.stdout.str()
+    assert "stopped answering" not in out and "Docker engine" not in out
+    # The session container is running but not listening yet.
+    result.stdout.re_match_lines(
+        [
+            r"test_connection_refused_by_a_service_is_blamed_on_the_service_with_its_state.py:5: "
+            r"GET http://127\.0\.0\.1:\d+/: .+: the service in container imagecheck-\S+ "
+            r"\(8000/tcp\) did not take the connection; the container is running: .*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*last log lines:", "*  loading"])
+    # The run_container one exited after its URL was handed out.
+    result.stdout.re_match_lines(
+        [
+            r".*GET http://127\.0\.0\.1:\d+/: .+: the service in container imagecheck-\S+ "
+            r"\(8000/tcp\) exited with code 3; last log lines:",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*  goodbye"])
+    # A port that is no container's: requests' own error, blamed on nobody else.
+    result.stdout.fnmatch_lines(["*ConnectionError*127.0.0.1*port=9*"])
+    assert leftovers(client, os.getpid()) == []
+
+
+# An image built for another CPU fails with both platforms named.
+def _foreign_machine(client: docker.DockerClient) -> tuple[str, str]:
+    """``(docker arch, manylinux machine)`` of a CPU other than the engine's."""
+    return ("arm64", "aarch64") if client.version()["Arch"] == "amd64" else ("amd64", "x86_64")
+
+
+@pytest.fixture(scope="module")
+def foreign_binary(client: docker.DockerClient) -> Path:
+    """A real executable for another CPU: ninja, from its PyPI wheel for that machine."""
+    _, machine = _foreign_machine(client)
+    wheel = wheels.fetch("ninja==1.13.2", platform=machine)
+    folder = Path(tempfile.mkdtemp())
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("/scripts/ninja"))
+        (folder / "ninja").write_bytes(archive.read(name))
+    (folder / "ninja").chmod(0o755)
+    yield folder / "ninja"
+    shutil.rmtree(folder)
+
+
+def _build(client: docker.DockerClient, binary: Path, dockerfile: str, platform: str) -> str:
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        tar.add(binary, "ninja")
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile.encode())
+        tar.addfile(info, io.BytesIO(dockerfile.encode()))
+    context.seek(0)
+    image, _ = client.images.build(
+        fileobj=context, custom_context=True, platform=platform, rm=True, forcerm=True, nocache=True
+    )
+    return str(image.id)
+
+
+def test_image_for_another_cpu_names_the_image_platform_and_the_engines(
+    engine: Engine, client: docker.DockerClient, foreign_binary: Path
+) -> None:
+    arch, _ = _foreign_machine(client)
+    ours = f"linux/{client.version()['Arch']}"
+    dockerfile = 'FROM scratch\nCOPY ninja /ninja\nENTRYPOINT ["/ninja"]\n'
+    image_id = _build(client, foreign_binary, dockerfile, f"linux/{arch}")
+    try:
+        image = engine.image(image_id)
+        assert image.architecture == arch
+        with pytest.raises(ContainerFailed) as failure:
+            engine.run(image)
+        message = str(failure.value)
+        assert f"is built for linux/{arch} but the engine runs {ours}" in message
+        assert f"docker build --platform {ours}" in message
+    finally:
+        client.images.remove(image_id, force=True)
+
+
+def test_foreign_binary_in_an_image_of_the_engines_platform_blames_the_binary(
+    engine: Engine, client: docker.DockerClient, foreign_binary: Path
+) -> None:
+    ours = f"linux/{client.version()['Arch']}"
+    dockerfile = 'FROM scratch\nCOPY ninja /ninja\nENTRYPOINT ["/ninja"]\n'
+    image_id = _build(client, foreign_binary, dockerfile, ours)
+    try:
+        with pytest.raises(ContainerFailed) as failure:
+            engine.run(engine.image(image_id))
+        message = str(failure.value)
+        assert f"is for {ours}, as the engine, but the program it starts is not a binary" in message
+    finally:
+        client.images.remove(image_id, force=True)
+
+
+def test_container_dying_during_the_wait_ends_it_with_the_exit_code(
+    engine: Engine, build_image: Callable[..., str], busybox: str
+) -> None:
+    # Not a timeout after 60 s: the wait ends with the exit code once the container died.
+    image = engine.image(build_image(EXITS_AT_ONCE.format(busybox=busybox)))
+    container = engine.run(image, entrypoint=["sh", "-c", "sleep 1; echo late death; exit 4"])
+    with pytest.raises((AssertionError, ContainerFailed)) as failure:
+        assert_endpoint_ready(container, "/health", timeout="60s")
+    assert "exited with code 4" in str(failure.value)
+    assert "late death" in str(failure.value)
