@@ -6,6 +6,7 @@ inspected or a container started.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import fnmatch
@@ -76,9 +77,23 @@ _OPTIONS: list[tuple[str, str, str]] = [
 ]
 
 
-#: Options kept as lists although they take one value, so a repeat is an error, not a
-#: silent last-one-wins.
+#: Options that take one value, where a repeat is an error, not a silent last-one-wins.
 _ONCE = ("--image",)
+
+
+class _StoreOnce(argparse.Action):
+    """``store``, and every value given kept under ``<dest>_given`` so a repeat is seen."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        given = getattr(namespace, f"{self.dest}_given", None) or []
+        setattr(namespace, f"{self.dest}_given", [*given, values])
 
 
 def _dest(option: str) -> str:
@@ -94,7 +109,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest = _dest(option)
         if kind == "bool":
             group.addoption(option, action="store_true", default=None, dest=dest, help=help_text)
-        elif kind == "linelist" or option in _ONCE:
+        elif option in _ONCE:
+            group.addoption(option, action=_StoreOnce, default=None, dest=dest, help=help_text)
+        elif kind == "linelist":
             group.addoption(option, action="append", default=None, dest=dest, help=help_text)
         else:
             group.addoption(option, default=None, dest=dest, help=help_text)
@@ -131,13 +148,12 @@ class Settings:
 def _setting(config: pytest.Config, option: str, kind: str) -> Any:
     dest = _dest(option)
     value = config.getoption(dest)
-    if value is not None and option in _ONCE:
-        if len(set(value)) > 1:
-            raise ImageCheckError(
-                f"{option} was given {len(value)} times ({', '.join(value)}): a session tests "
-                f"one image; run pytest once per image"
-            )
-        value = value[0]
+    given = getattr(config.option, f"{dest}_given", None) or []
+    if len(set(given)) > 1:
+        raise ImageCheckError(
+            f"{option} was given {len(given)} times ({', '.join(given)}): a session tests "
+            f"one image; run pytest once per image"
+        )
     if value is not None:
         return value, Path.cwd()
     ini_value = config.getini(dest + ("s" if kind == "linelist" else ""))

@@ -23,6 +23,9 @@ import yaml
 from pytest_imagecheck.engine import LABEL_PID, LABEL_SESSION, connect
 from tests import images
 
+# The test images' programs are not test modules (several are called app.py).
+collect_ignore = ["images"]
+
 
 @pytest.fixture(scope="session")
 def client() -> docker.DockerClient:
