@@ -63,9 +63,10 @@ def pytest_configure(config: pytest.Config) -> None:
     _moments["configured"] = time.time()
     from docker.models.containers import Container
 
-    from pytest_imagecheck import engine, plugin
+    from pytest_imagecheck import engine
+    from pytest_imagecheck.plugin import session
 
-    _wrap(plugin._State, "engine", "engine connect + sweep of stale containers")
+    _wrap(session.State, "engine", "engine connect + sweep of stale containers")
     _wrap(engine.Engine, "image", "image inspect + history")
     _wrap(engine.Engine, "run", "container create + start")
     _wrap(engine.Engine, "remove", "container remove")

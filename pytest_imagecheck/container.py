@@ -333,7 +333,7 @@ class RunningContainer:
 
         The image's secret ENV values are masked, should the service print them.
         """
-        from .checks.secrets import mask_secrets
+        from .secret_rules import mask_secrets
 
         text = mask_secrets(self.logs(tail=lines).rstrip(), self.image.env)
         return "\n".join("  " + line for line in text.splitlines()) or "  (no output)"
@@ -455,6 +455,7 @@ class RunningContainer:
             results += [
                 ExecResult(list(command.argv), *output)
                 for command, output in zip(part, ran, strict=False)
+                if output is not None
             ]
             del rest[: len(ran)]
             if rest and len(ran) < len(part):

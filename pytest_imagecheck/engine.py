@@ -107,7 +107,7 @@ def new_session_id() -> str:
     return secrets.token_hex(6)
 
 
-def connect(timeout: float = 60) -> docker.DockerClient:
+def connect(timeout: int = 60) -> docker.DockerClient:
     """Connect to the engine named by the environment (``DOCKER_HOST``, else the local socket).
 
     Raises :class:`EngineUnavailable` with one line naming the address and the fix.

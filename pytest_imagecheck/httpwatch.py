@@ -41,7 +41,7 @@ def install() -> None:
         observe("http", subject, f"{response.status_code}{body}", secrets_of=env)
         return response
 
-    requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
+    requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign, assignment]
 
 
 def uninstall() -> None:

@@ -270,7 +270,7 @@ def read_saved_image(
     config_name = image_id.removeprefix("sha256:")
     by_digest: dict[str, LayerContents] = {}
     history: list[dict[str, Any]] = []
-    with tarfile.open(fileobj=stream_of(chunks), mode="r|") as outer:  # type: ignore[call-overload]
+    with tarfile.open(fileobj=stream_of(chunks), mode="r|") as outer:
         for member in outer:
             name = posixpath.basename(member.name)
             is_layer = member.name.endswith("/layer.tar") or (

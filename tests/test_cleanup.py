@@ -65,7 +65,7 @@ def test_session_container_that_exits_at_once_is_reported_and_removed(
     )
     result = pytester.runpytest(f"--build-context={context}")
     result.stdout.fnmatch_lines(
-        ["*exited with code 4; last log lines:*", "*fatal: no model found*"]
+        ["*exited with code 4*; last log lines:*", "*fatal: no model found*"]
     )
     assert leftovers(client, os.getpid()) == []
 

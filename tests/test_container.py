@@ -119,7 +119,7 @@ def test_container_that_exits_at_once_shows_code_and_log_tail(pytester, sample_i
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*container imagecheck-* of * exited with code 3; last log lines:*",
+            "*container imagecheck-* of * exited with code 3*; last log lines:*",
             "*fatal: DATABASE_URL is not set*",
         ]
     )

@@ -19,16 +19,10 @@ import docker
 import docker.errors
 import pytest
 
-from pytest_imagecheck.checks.secrets import (
-    _is_secret_name,
-    _is_setting_value,
-    _rule_for,
-    assert_no_secrets,
-    find_secrets,
-    mask,
-)
+from pytest_imagecheck.checks.secrets import assert_no_secrets, find_secrets, mask
 from pytest_imagecheck.engine import Engine
 from pytest_imagecheck.image import ImageUnderTest
+from pytest_imagecheck.secret_rules import is_secret_name, is_setting_value, rule_for
 
 CORPUS = Path(__file__).with_name("secrets_corpus.txt")
 _LINE = re.compile(r"(secret|clean)\s+ENV ([A-Za-z_][A-Za-z0-9_]*)(?:=| )(.*)")
@@ -62,7 +56,7 @@ LINES = read_corpus()
 
 
 def _flagged(line: Line) -> bool:
-    return _rule_for(line.name, line.value, "secret-env-name") is not None
+    return rule_for(line.name, line.value, "secret-env-name") is not None
 
 
 def _dockerfile_env(lines: list[Line]) -> str:
@@ -119,7 +113,7 @@ def test_corpus_counts_match_the_module_docstring() -> None:
     ],
 )
 def test_a_setting_about_a_secret_is_not_named_as_one(name: str) -> None:
-    assert not _is_secret_name(name)
+    assert not is_secret_name(name)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +131,7 @@ def test_a_setting_about_a_secret_is_not_named_as_one(name: str) -> None:
     ],
 )
 def test_a_name_that_holds_a_secret_is_named_as_one(name: str) -> None:
-    assert _is_secret_name(name)
+    assert is_secret_name(name)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +143,7 @@ def test_a_name_that_holds_a_secret_is_named_as_one(name: str) -> None:
     ],
 )
 def test_algorithm_mode_and_quantity_values_are_settings(value: str) -> None:
-    assert _is_setting_value(value)
+    assert is_setting_value(value)
 
 
 @pytest.mark.parametrize(
@@ -157,13 +151,13 @@ def test_algorithm_mode_and_quantity_values_are_settings(value: str) -> None:
     ["postgres", "hunter2", "s3cr3t", "admin", "secret", "123456", "dev", "P", "keyboard cat"],
 )
 def test_word_like_and_numeric_passwords_are_not_settings(value: str) -> None:
-    assert not _is_setting_value(value)
+    assert not is_setting_value(value)
 
 
 def test_a_weak_password_under_a_secret_name_is_still_a_secret() -> None:
-    assert _rule_for("POSTGRES_PASSWORD", "postgres", "secret-env-name") == "secret-env-name"
-    assert _rule_for("ROOT_PASSWORD", "123456", "secret-env-name") == "secret-env-name"
-    assert _rule_for("TOKEN_ROTATION_DAYS", "ghp_" + "a1" * 18, "x") == "github-token"
+    assert rule_for("POSTGRES_PASSWORD", "postgres", "secret-env-name") == "secret-env-name"
+    assert rule_for("ROOT_PASSWORD", "123456", "secret-env-name") == "secret-env-name"
+    assert rule_for("TOKEN_ROTATION_DAYS", "ghp_" + "a1" * 18, "x") == "github-token"
 
 
 # On the engine

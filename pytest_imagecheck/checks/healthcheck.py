@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ImageCheckError
 from ..evidence import record
-from ..units import format_duration, parse_bound, parse_duration
+from ..units import Bound, format_duration, parse_bound, parse_duration
 
 if TYPE_CHECKING:
     from ..dockerfile import Dockerfile
@@ -86,6 +86,7 @@ def assert_healthcheck(
     ):
         if wanted is None:
             continue
+        bound: Bound[Any]
         if name == "retries":
             bound = parse_bound(wanted, parse=_whole_number)
         else:

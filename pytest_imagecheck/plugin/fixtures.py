@@ -1,0 +1,227 @@
+"""The fixtures: the image under test, its containers, its Dockerfile, the engine.
+
+Each is a thin function over the classes below it (:class:`~pytest_imagecheck.image.ImageUnderTest`,
+:class:`~pytest_imagecheck.container.RunningContainer`, ...), whose docstrings document them.
+Our one-line errors become pytest failures without a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import docker
+import pytest
+
+from ..build import build_image, build_once
+from ..container import RunningContainer
+from ..engine import ENGINE_ERRORS, LABEL_TEST, Engine
+from ..errors import GpuUnavailable, ImageCheckError
+from ..image import ImageUnderTest
+from .options import SETTINGS, Settings
+from .outcomes import GPU_USED, USED
+from .session import STATE, is_worker, worker_input
+
+if TYPE_CHECKING:
+    from ..dockerfile import Dockerfile
+    from ..gpu import GpuHost
+
+
+@contextlib.contextmanager
+def _errors_as_failures() -> Iterator[None]:
+    """Turn our one-line errors into pytest failures without a traceback."""
+    try:
+        yield
+    except GpuUnavailable:
+        raise  # judged per test in pytest_runtest_makereport: skip only where marked gpu
+    except ImageCheckError as exc:
+        # from None: else pytest prints the message twice ("During handling of the above...")
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
+
+
+def _progress(config: pytest.Config) -> Callable[[str], None]:
+    """Print build progress as it happens, past pytest's output capture.
+
+    xdist workers have no terminal of their own; their stderr reaches the controller's.
+    """
+    capman = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    worker = worker_input(config).get("workerid")
+
+    def write(line: str) -> None:
+        suspended = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
+        with suspended:
+            if worker is not None:
+                print(f"[imagecheck {worker}] {line}", file=sys.stderr, flush=True)
+            elif reporter is not None:
+                reporter.write_line(f"[imagecheck] {line}")
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def imagecheck_engine(pytestconfig: pytest.Config) -> Engine:
+    """The Docker engine of this session: labels, runs and removes the plugin's containers.
+
+    Connected on first use from ``DOCKER_HOST`` or the local socket; an unreachable engine
+    is one error that says how to start one.
+    """
+    with _errors_as_failures():
+        return pytestconfig.stash[STATE].engine()
+
+
+@pytest.fixture(scope="session")
+def docker_client(imagecheck_engine: Engine) -> docker.DockerClient:
+    """A docker-py client for the engine under test (``DOCKER_HOST``, else the local socket)."""
+    return imagecheck_engine.client
+
+
+@pytest.fixture(scope="session")
+def image(
+    pytestconfig: pytest.Config,
+    imagecheck_engine: Engine,
+    tmp_path_factory: pytest.TempPathFactory,
+    record_testsuite_property: Callable[[str, object], None],
+) -> ImageUnderTest:
+    """The image under test, as facts: ``image.user``, ``image.healthcheck``, ``image.size``...
+
+    Named by ``--image`` (or ini ``imagecheck_image``), or built once per session from
+    ``--build-context`` (tagged with ``--image`` when both are given). Under pytest-xdist the
+    workers share one build.
+    """
+    settings = pytestconfig.stash[SETTINGS]
+    with _errors_as_failures():
+        found = _image_under_test(pytestconfig, settings, imagecheck_engine, tmp_path_factory)
+    for name, value in (
+        ("ref", found.ref),
+        ("id", found.id),
+        ("digest", found.digest),
+        ("size_bytes", found.size),
+        ("created", found.created),
+        ("architecture", found.architecture),
+    ):
+        record_testsuite_property(f"imagecheck.image.{name}", value)
+    return found
+
+
+def _image_under_test(
+    config: pytest.Config,
+    settings: Settings,
+    engine: Engine,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ImageUnderTest:
+    if settings.build is not None:
+        spec = settings.build
+        basetemp = tmp_path_factory.getbasetemp()
+        shared = basetemp.parent if is_worker(config) else basetemp
+        image_id = build_once(
+            spec,
+            shared,
+            lambda: build_image(
+                spec,
+                engine.client,
+                progress=_progress(config),
+                verbose=config.get_verbosity() > 1,
+            ),
+        )
+        built = engine.image(image_id)
+        return ImageUnderTest(
+            attrs=built.attrs, history=built.history, ref=spec.image_tag, engine=engine
+        )
+    if settings.image:
+        return engine.image(settings.image)
+    raise ImageCheckError(
+        "no image under test: pass --image REF to test an image, or --build-context DIR "
+        "to build one (or set imagecheck_image in the ini file)"
+    )
+
+
+@pytest.fixture(scope="session")
+def container(
+    pytestconfig: pytest.Config, image: ImageUnderTest, imagecheck_engine: Engine
+) -> Iterator[RunningContainer]:
+    """One running container of ``image``, shared by the whole session.
+
+    Every exposed port is published on 127.0.0.1 at a free port (``container.url(5000,
+    "/health")``), ``--gpus`` is applied, and the container is removed at the end.
+    """
+    settings = pytestconfig.stash[SETTINGS]
+    with _errors_as_failures():
+        running = imagecheck_engine.run(image, gpus=settings.gpus)
+    yield running
+    imagecheck_engine.remove(running)
+
+
+@pytest.fixture
+def run_container(
+    request: pytest.FixtureRequest, image: ImageUnderTest, imagecheck_engine: Engine
+) -> Iterator[Callable[..., RunningContainer]]:
+    """A factory for containers with their own run options, removed when the test ends.
+
+    ``run_container(image=None, *, command=None, entrypoint=None, env=None, user=None, ports=None,
+    read_only=False, tmpfs=None, cap_drop=None, security_opt=None, gpus=None)``; ``image``
+    defaults to the image under test, and can be another ``ImageUnderTest`` or a reference.
+    """
+    started: list[RunningContainer] = []
+    request.node.stash[USED] = started
+
+    def run(image_: ImageUnderTest | str | None = None, /, **options: Any) -> RunningContainer:
+        options.setdefault("gpus", None)
+        with _errors_as_failures():
+            target = image_ or image
+            if isinstance(target, str):
+                target = imagecheck_engine.image(target)
+            labels = {LABEL_TEST: request.node.nodeid[:200]}
+            running = imagecheck_engine.run(target, labels=labels, **options)
+        started.append(running)
+        if options["gpus"]:
+            request.node.stash[GPU_USED] = True
+        return running
+
+    yield run
+    for running in started:
+        imagecheck_engine.remove(running)
+
+
+@pytest.fixture(scope="session")
+def gpu_host() -> GpuHost:
+    """The GPU host's driver and devices, read through NVML (``nvidia-ml-py``).
+
+    Tests that use it skip, with the reason, where there is no NVIDIA driver.
+    """
+    from ..gpu import NvmlUnavailable, read_gpu_host
+
+    try:
+        return read_gpu_host()
+    except NvmlUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def dockerfile(pytestconfig: pytest.Config) -> Dockerfile:
+    """The parsed Dockerfile: stages, instructions with line numbers, ARGs with build args.
+
+    The one being built, or ``--dockerfile`` when testing a named image; tests that use it
+    skip when neither is known.
+    """
+    settings = pytestconfig.stash[SETTINGS]
+    if settings.build is None and settings.dockerfile is None:
+        pytest.skip("no Dockerfile known: pass --build-context DIR or --dockerfile PATH")
+    # The engine's platform gives BUILDPLATFORM, and TARGETPLATFORM without --platform. An
+    # unreachable engine leaves it unknown: references that need it then fail as unresolved.
+    native = None
+    with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
+        native = pytestconfig.stash[STATE].engine().platform
+    with _errors_as_failures():
+        if settings.build is not None:
+            return settings.build.validate(engine_platform=native)
+        from ..dockerfile import Dockerfile
+
+        return Dockerfile.parse(
+            settings.dockerfile,  # type: ignore[arg-type]  # not None: see the skip above
+            build_args=settings.build_args,
+            platforms=settings.platforms,
+            build_platform=native,
+        )

@@ -1,0 +1,157 @@
+"""What each test's report says: the evidence it recorded, one-line failures for our errors
+and for a service that refused a connection, the log tails of the containers it used, and
+the GPU verdict (a GPU test never passes without a GPU)."""
+
+from __future__ import annotations
+
+import contextlib
+import urllib.parse
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+import requests
+
+from ..container import LOG_TAIL_LINES, RunningContainer
+from ..engine import ENGINE_ERRORS, engine_lost, from_engine, short_reason
+from ..errors import GpuUnavailable, ImageCheckError
+from ..evidence import collecting, properties
+from ..items import CriterionItem
+from .options import SETTINGS
+from .session import STATE
+
+#: The containers ``run_container`` started for a test.
+USED = pytest.StashKey[list[RunningContainer]]()
+#: Set when one of a test's containers was given GPUs.
+GPU_USED = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``gpu`` marker."""
+    config.addinivalue_line("markers", "gpu: the test needs GPUs (skips when none can be given)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Collect what checks measure, and what the test body read and ran, during the test;
+    both become junit properties (observations masked as all evidence is)."""
+    with collecting() as collected:
+        try:
+            return (yield)
+        finally:
+            if collected.observations:
+                from ..secret_rules import mask_secrets
+
+                item.user_properties.extend(properties(collected, mask_secrets))
+            else:
+                item.user_properties.extend(properties(collected, lambda text, env: text))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Judge GPU outcomes, and attach the log tail of every container a failing test used."""
+    report = yield
+    _shorten(item, call, report)
+    _judge_gpu(item, call, report)
+    if report.failed:
+        _attach_log_tails(item, report)
+    return report
+
+
+def _attach_log_tails(item: pytest.Item, report: pytest.TestReport) -> None:
+    for container in _used_containers(item):
+        with contextlib.suppress(Exception):
+            tail = container.log_tail(LOG_TAIL_LINES)
+            # A "stdout" section reaches junit's system-out (junit_logging=system-out), which
+            # pytest writes from the teardown report: the item carries it on to that one.
+            key = f"stdout: {container.name} logs (last {LOG_TAIL_LINES} lines)"
+            item.add_report_section(report.when, key, tail)
+            report.sections.append((f"Captured {key} {report.when}", tail))
+
+
+def _shorten(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """Our errors, an engine that went away, and a service that refused a connection, each as
+    one message: no traceback through our code or requests'."""
+    excinfo = call.excinfo
+    if not report.failed or excinfo is None:
+        return
+    if isinstance(excinfo.value, requests.RequestException):
+        state = item.config.stash[STATE]
+        client = state.engine().client if state.connected else None
+        if from_engine(excinfo.value, client):
+            if isinstance(excinfo.value, requests.ConnectionError):
+                report.longrepr = str(engine_lost(excinfo.value))
+            return
+        failure = _service_failure(item, excinfo.value)
+        if failure is not None:
+            report.longrepr = _called_at(item, excinfo) + failure
+    elif (
+        isinstance(excinfo.value, ImageCheckError)
+        and not isinstance(excinfo.value, GpuUnavailable)
+        and not isinstance(item, CriterionItem)  # it words its own failures
+    ):
+        report.longrepr = _called_at(item, excinfo) + str(excinfo.value)
+
+
+def _used_containers(item: pytest.Item) -> list[RunningContainer]:
+    """The containers a test used: the session's, then those ``run_container`` started."""
+    started: list[RunningContainer] = item.stash.get(USED, [])
+    used = [*started]
+    session_container = getattr(item, "funcargs", {}).get("container")
+    if isinstance(session_container, RunningContainer):
+        used.insert(0, session_container)
+    return used
+
+
+def _service_failure(item: pytest.Item, exc: requests.RequestException) -> str | None:
+    """A failed request to a container's published port, told as the service's failure with
+    the container's state and log tail; ``None`` for any other address."""
+    url = str(getattr(exc.request, "url", "") or "")
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or parts.port is None:
+        return None
+    what = f"{getattr(exc.request, 'method', 'GET')} {url}: {short_reason(exc)}"
+    for container in _used_containers(item):
+        with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
+            told = container.connection_failure((parts.hostname, parts.port), what)
+            if told is not None:
+                return told
+    return None
+
+
+def _called_at(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    """``test_x.py:12: ``, the line of the test that made the failing call, or ``""``."""
+    lines = [entry.lineno + 1 for entry in excinfo.traceback if Path(entry.path) == item.path]
+    return f"{item.location[0]}:{lines[-1]}: " if lines else ""
+
+
+def _judge_gpu(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """A GPU test never passes without a GPU.
+
+    Where the engine cannot give GPUs, a test marked ``gpu`` skips with the engine's reason
+    and any other test errors; ``--require-gpu`` makes both failures. A test marked ``gpu``
+    that passed although none of its containers had GPUs is not a pass either.
+    """
+    settings = item.config.stash[SETTINGS]
+    marked = item.get_closest_marker("gpu") is not None
+    if settings.gpus and "container" in getattr(item, "funcargs", {}):
+        item.stash[GPU_USED] = True
+    excinfo = call.excinfo
+    if excinfo is not None and isinstance(excinfo.value, GpuUnavailable):
+        message = str(excinfo.value)
+    elif marked and report.when == "call" and report.passed and not item.stash.get(GPU_USED, False):
+        message = (
+            "marked gpu, but none of its containers had GPUs: pass --gpus all, or "
+            "run_container(gpus='all')"
+        )
+    else:
+        return
+    if marked and not settings.require_gpu:
+        path, lineno, _ = item.reportinfo()
+        report.outcome = "skipped"
+        report.longrepr = (str(path), (lineno or 0) + 1, f"Skipped: {message}")
+    else:
+        report.outcome = "failed"
+        report.longrepr = message + (" (--require-gpu)" if settings.require_gpu else "")

@@ -1,0 +1,135 @@
+"""The session: its id, the engine connected on first use, and cleanup on every way out.
+
+Containers are removed on pass, fail, error, Ctrl-C and SIGTERM (signals are turned into
+``KeyboardInterrupt``, so fixtures tear down), at exit if teardown was cut short, and under
+pytest-xdist, where the controller removes what a killed worker left.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import signal
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from .. import httpwatch
+from ..engine import ENGINE_ERRORS, LABEL_SESSION, Engine, connect, new_session_id
+from ..errors import ImageCheckError
+from .options import SETTINGS, Settings
+
+STATE = pytest.StashKey["State"]()
+
+
+class State:
+    """Per-process state: the session id and the engine, connected on first use."""
+
+    def __init__(self, settings: Settings, session_id: str) -> None:
+        self.settings = settings
+        self.session_id = session_id
+        self._engine: Engine | None = None
+        self.workers_used_engine = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether this process has connected to the engine."""
+        return self._engine is not None
+
+    def engine(self) -> Engine:
+        """The engine, connected (and swept of crashed sessions' leftovers) on first use."""
+        if self._engine is None:
+            engine = Engine(
+                connect(), self.session_id, keep_containers=self.settings.keep_containers
+            )
+            engine.sweep_stale()
+            # Last resort when a second Ctrl-C lands in the middle of fixture teardown.
+            atexit.register(self.cleanup)
+            self._engine = engine
+        return self._engine
+
+    def cleanup(self) -> None:
+        """Remove this process's containers; runs at session end, or at exit if that failed."""
+        if self._engine is not None:
+            atexit.unregister(self.cleanup)
+            with contextlib.suppress(*ENGINE_ERRORS):
+                self._engine.cleanup()
+
+
+def is_worker(config: pytest.Config) -> bool:
+    """Whether this process is a pytest-xdist worker."""
+    return hasattr(config, "workerinput")
+
+
+def worker_input(config: pytest.Config) -> dict[str, Any]:
+    """What the xdist controller handed this worker (empty outside a worker)."""
+    return dict(getattr(config, "workerinput", {}) or {})
+
+
+class _XdistController:
+    """Hooks for the pytest-xdist controller: hand the session id and the ``--dist`` mode to
+    workers, sweep after."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["imagecheck_session"] = self.state.session_id
+        node.workerinput["imagecheck_dist"] = node.config.getoption("dist", None)
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        output = getattr(node, "workeroutput", {}) or {}
+        if error is not None or output.get("imagecheck_engine_used"):
+            self.state.workers_used_engine = True
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _restore_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Set up the session: its id (shared by xdist workers), xdist hooks, SIGTERM, and the
+    watch on the HTTP answers tests get."""
+    session_id = worker_input(config).get("imagecheck_session") or new_session_id()
+    state = State(config.stash[SETTINGS], session_id)
+    config.stash[STATE] = state
+    if config.pluginmanager.hasplugin("xdist") and not is_worker(config):
+        config.pluginmanager.register(_XdistController(state), "imagecheck-xdist")
+    httpwatch.install()
+    config.add_cleanup(httpwatch.uninstall)
+    # pytest turns SIGINT into KeyboardInterrupt and still tears fixtures down; do the same
+    # for SIGTERM (CI cancelling a job) so containers are removed then too.
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        config.add_cleanup(_restore_sigterm)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """After fixtures are torn down, remove anything of ours still left on the engine."""
+    state = session.config.stash.get(STATE, None)
+    if state is None:
+        return
+    if state.connected:
+        state.cleanup()
+        if is_worker(session.config):
+            session.config.workeroutput["imagecheck_engine_used"] = True  # type: ignore[attr-defined]
+    elif state.workers_used_engine and state.settings.configured:
+        with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
+            state.engine().cleanup(whole_session=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """With ``--keep-containers``, say which containers were left and how to remove them."""
+    state = config.stash.get(STATE, None)
+    if state is None or not state.settings.keep_containers or not state.connected:
+        return
+    terminalreporter.write_sep("-", "pytest-imagecheck kept its containers")
+    label = f"label={LABEL_SESSION}={state.session_id}"
+    terminalreporter.write_line(f"list them:   docker ps -a --filter {label}")
+    terminalreporter.write_line(f"remove them: docker rm -f $(docker ps -aq --filter {label})")
