@@ -14,7 +14,6 @@ temporary directory lets the first one build while the others wait and reuse its
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
+from filelock import FileLock
 
 from .errors import BuildFailed, ImageCheckError
 
@@ -387,8 +387,7 @@ def build_once(spec: BuildSpec, shared_dir: Path, build: Callable[[], str]) -> s
     """
     shared_dir.mkdir(parents=True, exist_ok=True)
     record = shared_dir / f"imagecheck-build-{spec.key()}.json"
-    with open(shared_dir / f"imagecheck-build-{spec.key()}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(shared_dir / f"imagecheck-build-{spec.key()}.lock"):
         if record.exists():
             data: dict[str, Any] = json.loads(record.read_text())
             if "error" in data:

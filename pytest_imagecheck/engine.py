@@ -61,7 +61,7 @@ _REFERENCE = re.compile(
 _IMAGE_ID = re.compile(r"^(?:sha256:)?[0-9a-f]{12,64}$")
 
 ENGINE_HINT = (
-    "start one with `scripts/ensure-docker` (Debian, as root), `sudo systemctl start docker`, "
+    "start one (`sudo systemctl start docker`, or `sudo dockerd &`), "
     "or point DOCKER_HOST at a running engine"
 )
 

@@ -169,8 +169,8 @@ CASES = [
         "DOCKER_HOST=unix:///nonexistent.sock",
         session("--image=imagecheck-test/sample:1", DOCKER_HOST="unix:///nonexistent.sock"),
         "Docker engine unreachable at unix:///nonexistent.sock (No such file or directory): "
-        "start one with `scripts/ensure-docker` (Debian, as root), `sudo systemctl start "
-        "docker`, or point DOCKER_HOST at a running engine",
+        "start one (`sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST "
+        "at a running engine",
     ),
     row(
         "--target=prod (no such stage)",

@@ -70,3 +70,15 @@ def test_loading_the_plugin_imports_no_check_and_every_public_name_resolves() ->
         "yaml",
     ):
         assert module not in loaded
+
+
+def test_the_plugin_loads_where_fcntl_does_not_exist() -> None:
+    # Windows has no fcntl: installing the plugin must not break pytest there.
+    code = (
+        "import sys; sys.modules['fcntl'] = None\n"
+        "import pytest_imagecheck.plugin, pytest_imagecheck.build\n"
+        "import pytest_imagecheck.plugin.fixtures\n"
+        "print('loaded')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and "loaded" in done.stdout, done.stderr[-2000:]
