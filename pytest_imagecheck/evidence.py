@@ -24,6 +24,7 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any, TypeVar
 
+from .text import shorten
 from .units import format_duration
 
 #: At most this many observations per test: a test polling in a loop stays bounded.
@@ -117,7 +118,9 @@ def observe(
     collected = _collector.get()
     if collected is None:
         return
-    seen = Observation(kind, subject, truncate(text, MAX_OBSERVED_TEXT), dict(secrets_of or {}))
+    seen = Observation(
+        kind, subject, shorten(text, MAX_OBSERVED_TEXT, count=True), dict(secrets_of or {})
+    )
     if kind == "read":
         for index, earlier in enumerate(collected.observations):
             if earlier.kind == "read" and earlier.subject == subject:
@@ -168,16 +171,6 @@ def observed_fact(getter: Callable[[Any], _T]) -> Callable[[Any], _T]:
         return value
 
     return read
-
-
-def truncate(text: str, limit: int) -> str:
-    """``text`` on one line, cut to ``limit`` characters with ``…`` and the full length.
-
-    >>> truncate("a" * 300, 10)
-    'aaaaaaaaaa… (300 chars)'
-    """
-    flat = " ".join(text.strip().splitlines())
-    return flat if len(flat) <= limit else f"{flat[:limit]}… ({len(flat)} chars)"
 
 
 @contextlib.contextmanager

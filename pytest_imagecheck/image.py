@@ -22,13 +22,13 @@ import docker.errors
 from .errors import ContainerFailed, ImageCheckError
 from .evidence import from_test_code, observe, observed_fact, observing
 from .layers import KeepContent, LayerContents, SharedLayers, read_saved_image, stream_of
-from .units import format_duration, format_size
+from .units import format_duration, format_size, nanoseconds_to_timedelta
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 # A RUN that saw build args: "|2 A=1 B=2 /bin/sh -c cmd" (legacy) or "RUN |2 ..." (BuildKit).
-_RUN_WITH_ARGS = re.compile(r"^(?:RUN )?\|\d+ .*?(/bin/sh -c .*)$", re.S)
+_RUN_WITH_ARGS = re.compile(r"^(?:RUN )?\|(\d+) (.*)$", re.S)
 
 #: What the engine uses when a HEALTHCHECK leaves a value unset (``docker run --help``).
 HEALTHCHECK_DEFAULTS: dict[str, Any] = {
@@ -83,7 +83,7 @@ class Healthcheck:
             elif name == "retries":
                 values[name] = int(raw)
             else:
-                values[name] = timedelta(microseconds=int(raw) / 1000)
+                values[name] = nanoseconds_to_timedelta(int(raw))
         return cls(test=tuple(config["Test"]), defaults=frozenset(defaults), **values)
 
     @property
@@ -126,11 +126,22 @@ class Layer:
         text = self.created_by.removesuffix("# buildkit").strip()
         text = text.removeprefix("/bin/sh -c #(nop) ").strip()
         with_args = _RUN_WITH_ARGS.match(text)
-        if with_args:
-            text = with_args.group(1)
+        if with_args and "/bin/sh -c " in with_args[2]:
+            text = with_args[2][with_args[2].index("/bin/sh -c ") :]
         if text.startswith(("/bin/sh -c ", "RUN /bin/sh -c ")):
             return "RUN " + text.split("/bin/sh -c ", 1)[1]
         return text
+
+    @property
+    def run_args(self) -> tuple[int, str] | None:
+        """For a RUN step that saw build args: how many, and what follows ``|N`` in
+        ``created_by`` (the ``NAME=value`` pairs, then the command); ``None`` for other steps.
+
+        >>> Layer(0, 0, "|1 APP_ENV=prod /bin/sh -c make", 0).run_args
+        (1, 'APP_ENV=prod /bin/sh -c make')
+        """
+        found = _RUN_WITH_ARGS.match(self.created_by)
+        return (int(found[1]), found[2]) if found else None
 
     def __str__(self) -> str:
         return f"{self.instruction} ({format_size(self.size)})"

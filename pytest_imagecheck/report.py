@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .text import shorten
 from .units import format_size
 
 __all__ = [
@@ -243,9 +244,9 @@ def _markdown(data: ReportData, chart: str) -> str:
                 (
                     _WORDS[v.outcome],
                     _md(v.name),
-                    _md(_shorten(v.reason, 200)),
+                    _md(shorten(v.reason, 200)),
                     "<br>".join(
-                        f"{_md(_fact_name(k))} = {_code(_shorten(x, 80))}" for k, x in v.facts
+                        f"{_md(_fact_name(k))} = {_code(shorten(x, 80))}" for k, x in v.facts
                     ),
                 )
                 for v in data.verdicts
@@ -308,7 +309,7 @@ def _layers(data: ReportData) -> list[str]:
     lines = _table(
         ("#", "Size", "Instruction"),
         [
-            (str(layer.index), format_size(layer.size), _code(_shorten(layer.instruction, 100)))
+            (str(layer.index), format_size(layer.size), _code(shorten(layer.instruction, 100)))
             for layer in data.layers
         ],
     )
@@ -357,12 +358,6 @@ def _fenced(text: str) -> list[str]:
 
 def _fact_name(name: str) -> str:
     return name.removeprefix("imagecheck.")
-
-
-def _shorten(text: str, limit: int) -> str:
-    """``text`` on one line with runs of whitespace as one space, cut to ``limit`` with "…"."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def _clean(text: str) -> str:
@@ -419,11 +414,11 @@ def _layer_chart(data: ReportData) -> str:
             },
         )
         ET.SubElement(bar, "title").text = _clean(
-            f"layer {layer.index}: {format_size(layer.size)} {_shorten(layer.instruction, 200)}"
+            f"layer {layer.index}: {format_size(layer.size)} {shorten(layer.instruction, 200)}"
         )
         _text(svg, _INDEX_WIDTH - 6, y + _BAR - 2, str(layer.index)).set("text-anchor", "end")
         if i in labelled:
-            label = f"{format_size(layer.size)} {_shorten(layer.instruction, 34)}"
+            label = f"{format_size(layer.size)} {shorten(layer.instruction, 34)}"
             _text(svg, _INDEX_WIDTH + _BAR_WIDTH + 10, y + _BAR - 2, label).set("class", "label")
         start += layer.size
 

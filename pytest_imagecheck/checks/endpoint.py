@@ -14,6 +14,7 @@ from urllib.parse import urljoin, urlsplit
 from ..container import health_of, stop_reason
 from ..errors import ImageCheckError
 from ..evidence import record
+from ..text import shorten
 from ..units import format_duration, parse_duration
 
 if TYPE_CHECKING:
@@ -43,13 +44,7 @@ class Answer:
         """``503 {"status": "not_ready"}`` or ``connection refused``."""
         if self.error is not None:
             return self.error
-        return f"{self.status} {truncate(self.body)}".rstrip()
-
-
-def truncate(text: str, limit: int = BODY_LIMIT) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was cut."""
-    text = text.strip()
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+        return f"{self.status} {shorten(self.body, BODY_LIMIT, count=True)}".rstrip()
 
 
 def json_contains(actual: Any, expected: Any) -> bool:
@@ -331,7 +326,7 @@ def assert_endpoint_ready(
         expected_json=jsonlib.dumps(json) if json is not None else None,
         request_timeout=per_request if per_request is not None else "the time left",
         final_status=last.status,
-        final_body=truncate(last.body),
+        final_body=shorten(last.body, BODY_LIMIT, count=True),
         final_error=last.error,
         attempts=attempts,
         time_to_ready=waited if last.matches else None,

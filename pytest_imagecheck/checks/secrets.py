@@ -41,6 +41,7 @@ from ..errors import ImageCheckError
 from ..evidence import record
 from ..layers import Keep
 from ..secret_rules import RULES, URL_CREDENTIALS, credential_formats, is_inert, mask, rule_for
+from ..text import shorten
 
 if TYPE_CHECKING:
     from ..image import ImageUnderTest, Layer
@@ -66,7 +67,6 @@ _PRIVATE_KEY_MATERIAL = re.compile(
 )
 
 
-_RUN_ARGS = re.compile(r"^(?:RUN )?\|(\d+) (.*)$", re.S)
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 _ARG_DEFAULT = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
 _ARG_NAME = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)(?==|\s|$)")
@@ -242,7 +242,7 @@ def _split_assignments(
 def _verb(step: Layer) -> str:
     """The instruction keyword of a history step, for both builders' ways of writing it."""
     text = step.created_by
-    if _RUN_ARGS.match(text):
+    if step.run_args is not None:
         return "RUN"
     if "#(nop)" in text:
         return text.split("#(nop)", 1)[1].split()[0]
@@ -267,7 +267,7 @@ def _describe(step: Layer) -> str:
     if _verb(step) in ("ARG", "ENV", "LABEL"):
         text = re.sub(r"=\S*", "=***", text)
     text = _HASHED_SOURCE.sub(r"\1:\2", _redact(text))
-    return text if len(text) <= 60 else text[:59] + "…"
+    return shorten(text, 60)
 
 
 def _history_findings(image: ImageUnderTest) -> Iterator[Finding]:
@@ -275,9 +275,10 @@ def _history_findings(image: ImageUnderTest) -> Iterator[Finding]:
     declared = _declared_args(image)
     seen: set[str] = set()
     for step in image.layers:
-        args = _RUN_ARGS.match(step.created_by)
-        if args:
-            pairs, command = _split_assignments(args[2], int(args[1]), declared)
+        args = step.run_args
+        if args is not None:
+            count, text = args
+            pairs, command = _split_assignments(text, count, declared)
             source = "build arg"
         elif _verb(step) == "ARG":
             pairs, command = _ARG_DEFAULT.findall(step.instruction), ""

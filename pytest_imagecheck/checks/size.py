@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeGuard
 
 from ..errors import ImageCheckError
 from ..evidence import record
+from ..text import shorten
 from ..units import format_size, parse_size
 
 if TYPE_CHECKING:
@@ -276,7 +277,7 @@ def assert_size_within(
         "size",
         size_bytes=image.size,
         largest_layer_bytes=largest_size,
-        largest_layer_instruction=_short(largest.instruction) if largest else "none",
+        largest_layer_instruction=shorten(largest.instruction, 100) if largest else "none",
     )
     problems: list[str] = []
     sections = [_largest_layers(steps)]
@@ -291,7 +292,7 @@ def assert_size_within(
         if largest is not None and largest_size > layer_budget:
             problems.append(
                 f"has a {format_size(largest_size)} layer, budget {format_size(layer_budget)} "
-                f"(layer={layer}), made by {_short(largest.instruction)}"
+                f"(layer={layer}), made by {shorten(largest.instruction, 100)}"
             )
     if wasted_budget is not None:
         layers = image.layer_contents()
@@ -374,16 +375,11 @@ def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _short(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _largest_layers(steps: list[Layer]) -> str:
     biggest = sorted((s for s in steps if s.size), key=lambda s: s.size, reverse=True)[:_TOP]
     if not biggest:
         return "largest layers: none (every layer is empty)"
-    lines = [f"  {format_size(s.size):>7}  {_short(s.instruction)}" for s in biggest]
+    lines = [f"  {format_size(s.size):>7}  {shorten(s.instruction, 100)}" for s in biggest]
     return "largest layers:\n" + "\n".join(lines)
 
 
@@ -392,7 +388,7 @@ def _wasted_section(
 ) -> str:
     def made_by(index: int) -> str:
         step = layers[index].step
-        return _short(steps[step].instruction, 60) if step is not None else f"layer {index}"
+        return shorten(steps[step].instruction, 60) if step is not None else f"layer {index}"
 
     def names(f: WastedFile) -> str:
         return f"{f.path} (hard-linked as {', '.join(f.also)})" if f.also else f.path
@@ -415,7 +411,7 @@ def _grown_section(steps: list[Layer], accepted: SizeBaseline) -> str:
         old = sizes.pop(0) if sizes else None
         if step.size > (old or 0):
             label = "new" if old is None else f"was {format_size(old)}"
-            grown.append((step.size - (old or 0), f"{_short(step.instruction)} ({label})"))
+            grown.append((step.size - (old or 0), f"{shorten(step.instruction, 100)} ({label})"))
     grown.sort(key=lambda item: item[0], reverse=True)
     lines = [f"  {'+' + format_size(delta):>8}  {text}" for delta, text in grown[:_TOP]]
     return "layers new or grown since the baseline:\n" + ("\n".join(lines) or "  none")
