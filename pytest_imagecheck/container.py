@@ -187,6 +187,8 @@ class RunningContainer:
         #: ``(host, port)`` -> ``"5000/tcp"`` for each address :meth:`address` gave out, so a
         #: failed connection to one is known as this container's even after it stopped.
         self.given_addresses: dict[tuple[str, int], str] = {}
+        #: Set by :meth:`stop`: the container was stopped on purpose, not by dying.
+        self.stopped_on_purpose = False
 
     def __repr__(self) -> str:
         return f"<RunningContainer {self.name} of {self.image.ref}>"
@@ -287,11 +289,15 @@ class RunningContainer:
             watch_url(base, secrets_of=self.image.env)
         return base + path
 
-    def connection_failure(self, address: tuple[str, int], what: str) -> str | None:
-        """Why a connection to ``address`` failed, told as the service's part, not the engine's.
+    def connection_failure(
+        self, address: tuple[str, int], what: str, did: str, *, starting: bool
+    ) -> str | None:
+        """Why a request to ``address`` failed, told as the service's part, not the engine's.
 
-        ``what`` says what happened (``GET http://...: connection reset by peer``). ``None``
-        when ``address`` is not one this container's ports were reached at.
+        ``what`` says what happened (``GET http://...: Connection reset by peer``) and ``did``
+        what the service did (``did not take the connection``); ``starting`` adds that a
+        service still starting does that. With the container's state (or exit code) and log
+        tail. ``None`` when ``address`` is not one this container's ports were reached at.
         """
         key = self.given_addresses.get(address)
         if key is None:
@@ -301,14 +307,16 @@ class RunningContainer:
         except ContainerFailed as gone:
             return f"{what}: {gone}"
         stopped = stop_reason(state)
+        where = f"the service in container {self.name} ({key})"
         if stopped is not None:
-            where = f"the service in container {self.name} ({key}) {stopped}"
+            where += f" {stopped}"
         else:
-            where = (
-                f"the service in container {self.name} ({key}) did not take the connection; "
-                "the container is running: a service that is still starting refuses or resets "
-                "connections, so wait for it first (assert_endpoint_ready(container, ...))"
-            )
+            where += f" {did}; the container is running"
+            if starting:
+                where += (
+                    ": a service that is still starting refuses or resets connections, so "
+                    "wait for it first (assert_endpoint_ready(container, ...))"
+                )
         return f"{what}: {where}; last log lines:\n{self.log_tail()}"
 
     def logs(self, tail: int | None = None) -> str:
@@ -565,15 +573,44 @@ class RunningContainer:
             extracted = tar.extractfile(entry) if content and entry.isfile() else None
             return entry, extracted.read() if extracted is not None else None
 
-    @cached_property
+    @property
     def host(self) -> testinfra.host.Host:
-        """A testinfra ``Host`` bound to this container (``host.file``, ``host.user``, ...)."""
+        """A testinfra ``Host`` bound to this container (``host.file``, ``host.user``, ...).
+
+        A container that stopped fails here with its exit code and log tail (testinfra
+        would only say that its commands exit with 1).
+        """
+        self._raise_if_stopped(self.attrs["State"], "testinfra could use it")
+        return self._testinfra_host
+
+    @cached_property
+    def _testinfra_host(self) -> testinfra.host.Host:
         import testinfra
 
         return testinfra.get_host(f"docker://{self.id}")
 
+    def settle(self, seconds: float) -> None:
+        """Return once the container has been running ``seconds`` after this call; raise
+        :class:`ContainerFailed` (exit code and log tail) if it stops first.
+
+        An entrypoint that fails at once (a missing setting, an image for another CPU) often
+        takes a few milliseconds to exit: a container seen running right after its start
+        is not yet known to stay up.
+        """
+        deadline = time.monotonic() + seconds
+        while True:
+            self.ensure_running()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(0.05, left))
+
     def stop(self, timeout: int = 10) -> None:
-        """Stop the container (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
+        """Stop the container (SIGTERM, then SIGKILL after ``timeout`` seconds).
+
+        A container stopped this way is not reported as having died during its test.
+        """
+        self.stopped_on_purpose = True
         self._container.stop(timeout=timeout)
 
 

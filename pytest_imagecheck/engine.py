@@ -52,6 +52,9 @@ LABEL_KEEP = "pytest-imagecheck.keep"
 LABEL_TEST = "pytest-imagecheck.test"
 
 LOOPBACK = "127.0.0.1"
+#: How long a new container must stay up before it is handed to a test: long enough to see an
+#: entrypoint that fails at once exit (it takes milliseconds), short enough not to slow suites.
+START_SETTLE_SECONDS = 0.2
 _GPU_DRIVER_ERROR = re.compile(r"could not select device driver .* with capabilities")
 _REFERENCE = re.compile(
     r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?"  # registry or first path part
@@ -360,7 +363,7 @@ class Engine:
             self.remove(container)
             raise
         try:
-            container.ensure_running()
+            container.settle(START_SETTLE_SECONDS)
         except ContainerFailed:
             self.remove(container)
             raise

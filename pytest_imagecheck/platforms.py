@@ -109,6 +109,13 @@ def normalize_platform(text: str, *, default_os: str = "linux") -> str:
         parts = [default_os, parts[0]]
     os_name = parts[0].lower()
     os_name = "darwin" if os_name == "macos" else os_name
+    if os_name not in _KNOWN_OS or parts[1].lower() not in _KNOWN_ARCH:
+        unknown = parts[1] if os_name in _KNOWN_OS else parts[0]
+        raise ImageCheckError(
+            f"platform {text!r}: {unknown!r} is not a known "
+            f"{'architecture' if os_name in _KNOWN_OS else 'OS'}: use OS/ARCH[/VARIANT], "
+            "e.g. linux/amd64, linux/arm64 or linux/arm/v7"
+        )
     arch, variant = _normalize_arch(parts[1], parts[2] if len(parts) == 3 else "")
     return "/".join(p for p in (os_name, arch, variant) if p)
 

@@ -207,19 +207,74 @@ CASES = [
     row(
         "--build-context=. without a Dockerfile in it",
         option("--build-context=."),
-        "ERROR: the Dockerfile Dockerfile in --build-context does not exist ({tmp}/Dockerfile): "
-        "pass the path of a Dockerfile, relative to where pytest runs (as docker build -f)",
+        "ERROR: --build-context . has no Dockerfile ({tmp}/Dockerfile): add one, or pass "
+        "--dockerfile PATH",
     ),
     row(
         "--imagecheck-report=test_it.py/report.md (under a file)",
         option("--image={image}", "--imagecheck-report=test_it.py/report.md"),
-        "ERROR: --imagecheck-report test_it.py/report.md cannot be written: {tmp}/test_it.py is "
-        "not a writable directory",
+        "ERROR: --imagecheck-report test_it.py/report.md cannot be written: {tmp}/test_it.py "
+        "is a file, not a folder",
     ),
     row(
         "--imagecheck-report=. (a directory)",
         option("--image={image}", "--imagecheck-report=."),
         "ERROR: --imagecheck-report . is a directory: pass a file name, e.g. ./report.md",
+    ),
+    row(
+        "--imagecheck-report=/proc/nope/r.md (a folder that cannot be made)",
+        option("--image={image}", "--imagecheck-report=/proc/nope/r.md"),
+        "ERROR: --imagecheck-report /proc/nope/r.md cannot be written: /proc/nope cannot be made "
+        "(No such file or directory)",
+    ),
+    row(
+        "ini imagecheck_keep_containers = maybe",
+        Given(
+            USAGE_ERROR,
+            ("--image={image}",),
+            {
+                "test_it.py": NO_IMAGE,
+                "pytest.ini": "[pytest]\nimagecheck_keep_containers = maybe\n",
+            },
+        ),
+        "ERROR: imagecheck_keep_containers = 'maybe' in pytest.ini is not true or false: use true "
+        "or false",
+    ),
+    row(
+        "ini imagecheck_dockerfile = missing/Dockerfile",
+        Given(
+            USAGE_ERROR,
+            ("--image={image}",),
+            {
+                "test_it.py": NO_IMAGE,
+                "pytest.ini": "[pytest]\nimagecheck_dockerfile = missing/Dockerfile\n",
+            },
+        ),
+        "ERROR: imagecheck_dockerfile in pytest.ini missing/Dockerfile does not exist "
+        "({tmp}/missing/Dockerfile): pass the path of a Dockerfile, relative to the ini file (as "
+        "docker build -f)",
+    ),
+    row(
+        "ini imagecheck_gpus = two",
+        Given(
+            USAGE_ERROR,
+            ("--image={image}",),
+            {"test_it.py": NO_IMAGE, "pytest.ini": "[pytest]\nimagecheck_gpus = two\n"},
+        ),
+        "ERROR: imagecheck_gpus in pytest.ini 'two' is not understood: use all, a count like 2, or "
+        "device=0,1 (as for docker run --gpus)",
+    ),
+    row(
+        "--platform twice",
+        option("--image={image}", "--platform=linux/amd64", "--platform=linux/arm64"),
+        "ERROR: --platform was given 2 times (linux/amd64, linux/arm64): give it once, with the "
+        "platforms as a list (linux/amd64,linux/arm64)",
+    ),
+    row(
+        "--platform=linux/arm64,linux/bogus",
+        option("--image={image}", "--platform=linux/arm64,linux/bogus"),
+        "ERROR: --platform 'linux/arm64,linux/bogus': platform 'linux/bogus': 'bogus' is not a "
+        "known architecture: use OS/ARCH[/VARIANT], e.g. linux/amd64, linux/arm64 or linux/arm/v7",
     ),
     row(
         "--image twice (a, then b)",

@@ -137,7 +137,8 @@ def test_connection_refused_by_a_service_is_blamed_on_the_service_with_its_state
         [
             r"test_connection_refused_by_a_service_is_blamed_on_the_service_with_its_state.py:5: "
             r"GET http://127\.0\.0\.1:\d+/: .+: the service in container imagecheck-\S+ "
-            r"\(8000/tcp\) did not take the connection; the container is running: .*",
+            r"\(8000/tcp\) closed the connection without an answer; the container is running: "
+            r"a service that is still starting refuses or resets connections.*",
         ]
     )
     result.stdout.fnmatch_lines(["*last log lines:", "*  loading"])
@@ -232,3 +233,142 @@ def test_container_dying_during_the_wait_ends_it_with_the_exit_code(
         assert_endpoint_ready(container, "/health", timeout="60s")
     assert "exited with code 4" in str(failure.value)
     assert "late death" in str(failure.value)
+
+
+# A test whose container is dead did not pass, however little it asked of it.
+DIES_WITH_TESTS = """
+import time
+import pytest
+
+def test_session_container_only(container):
+    pass
+
+@pytest.mark.parametrize("i", range(5))
+def test_run_container(run_container, i):
+    run_container()
+
+def test_stopped_on_purpose_passes(run_container):
+    c = run_container(entrypoint=["sh", "-c", "sleep 60"])
+    c.stop(timeout=1)
+"""
+
+
+def test_container_that_exits_at_once_never_passes_a_test(
+    pytester: pytest.Pytester, build_image: Callable[..., str], busybox: str, client
+) -> None:
+    image = build_image(EXITS_AT_ONCE.format(busybox=busybox))
+    pytester.makepyfile(DIES_WITH_TESTS)
+    for _ in range(3):
+        result = pytester.runpytest(f"--image={image}", "-p", "no:cacheprovider")
+        result.assert_outcomes(passed=1, failed=5, errors=1)
+        assert result.stdout.str().count("exited with code 3") >= 6
+        result.stdout.fnmatch_lines(["*fatal: DATABASE_URL is not set*"])
+    assert leftovers(client, os.getpid()) == []
+
+
+def test_container_that_dies_during_a_test_fails_it(
+    pytester: pytest.Pytester, build_image: Callable[..., str], busybox: str
+) -> None:
+    image = build_image(
+        f"FROM {busybox}\nEXPOSE 8000\n"
+        'ENTRYPOINT ["sh", "-c", "sleep 1; echo worker crashed; exit 9"]\n'
+    )
+    pytester.makepyfile(
+        """
+        import time
+
+        def test_sleeps(container):
+            time.sleep(3)
+        """
+    )
+    result = pytester.runpytest(f"--image={image}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*container imagecheck-* exited with code 9 during the test; last log lines:*"]
+    )
+    result.stdout.fnmatch_lines(["*worker crashed*"])
+
+
+def test_testinfra_on_a_dead_container_says_it_stopped(
+    pytester: pytest.Pytester, build_image: Callable[..., str], busybox: str
+) -> None:
+    image = build_image(f'FROM {busybox}\nENTRYPOINT ["sh", "-c", "sleep 1; echo bye; exit 4"]\n')
+    pytester.makepyfile(
+        """
+        import time
+
+        def test_host(run_container):
+            c = run_container()
+            time.sleep(2.5)
+            c.host.file("/etc/passwd").exists
+        """
+    )
+    result = pytester.runpytest(f"--image={image}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*exited with code 4 before testinfra could use it*"])
+    assert "systeminfo" not in result.stdout.str()
+
+
+# What the service did, told as it was: a read timeout or a non-HTTP answer is no refusal.
+def test_service_that_takes_the_connection_is_not_said_to_refuse_it(
+    pytester: pytest.Pytester, build_image: Callable[..., str], busybox: str
+) -> None:
+    image = build_image(
+        f"FROM {busybox}\nEXPOSE 8000 8001\n"
+        'ENTRYPOINT ["sh", "-c", "sleep 300 | nc -l -p 8000 & '
+        'while true; do echo SSH-2.0-OpenSSH_9.2 | nc -l -p 8001; done"]\n'
+    )
+    pytester.makepyfile(
+        """
+        import time
+        import requests
+
+        def test_hangs(container):
+            time.sleep(0.5)
+            requests.get(container.url(8000, "/"), timeout=2)
+
+        def test_not_http(container):
+            requests.get(container.url(8001, "/"), timeout=5)
+        """
+    )
+    result = pytester.runpytest(f"--image={image}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*(8000/tcp) took the connection but sent no answer within the timeout; "
+            "the container is running; last log lines:*"
+        ]
+    )
+    result.stdout.fnmatch_lines(["*(8001/tcp) answered, but not with HTTP; the container is*"])
+    assert "did not take the connection" not in result.stdout.str()
+
+
+def test_secret_env_values_are_masked_in_failures_and_the_report(
+    pytester: pytest.Pytester, build_image: Callable[..., str], busybox: str
+) -> None:
+    secret = "Zq8vLw3pXr7tKm2N"
+    image = build_image(
+        f"FROM {busybox}\nENV TTS_PORT=8205 DB_PASSWORD={secret}\n"
+        'ENTRYPOINT ["sh", "-c", "sleep 300"]\n'
+    )
+    pytester.makepyfile(
+        """
+        def test_plain_assert(image):
+            assert image.env["DB_PASSWORD"] == "wrong"
+
+        def test_exec_output(container):
+            r = container.exec(["sh", "-c", "echo $DB_PASSWORD; exit 3"])
+            assert r.exit_code == 0, r.stdout
+        """
+    )
+    result = pytester.runpytest(
+        f"--image={image}", "--junitxml=report.xml", "--imagecheck-report=r.md"
+    )
+    result.assert_outcomes(failed=2)
+    for text in (
+        result.stdout.str(),
+        (pytester.path / "report.xml").read_text(),
+        (pytester.path / "r.md").read_text(),
+    ):
+        assert secret not in text
+        assert "Zq8v… (16 chars)" in text or "*** (16 chars)" in text

@@ -263,15 +263,17 @@ def test_log_flood_keeps_memory_bounded_and_reports_only_the_tail(
             assert False, "look at the logs"
         """
     )
-    # The inner session's own peak (RUSAGE_CHILDREN here would be the largest child this
-    # worker ever waited for, whatever test started it).
+    # The inner session's own peak: VmHWM of its own memory map. (RUSAGE_CHILDREN here is the
+    # largest child this worker ever reaped, and ru_maxrss survives exec, so a child forked
+    # from a large worker starts at the worker's size.)
     pytester.makeconftest(
         """
-        import pathlib, resource
+        import pathlib, re
 
         def pytest_unconfigure(config):
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            pathlib.Path("peak_rss_kb").write_text(str(peak))
+            status = pathlib.Path("/proc/self/status").read_text()
+            peak = re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)
+            pathlib.Path("peak_rss_kb").write_text(peak)
         """
     )
     run = inner_pytest(f"--image={image}", "--junitxml=report.xml", "-o", "junit_logging=all")

@@ -41,6 +41,7 @@ class _EvidenceReport:
         self.started = datetime.now(timezone.utc)
         self.verdicts: dict[str, Verdict] = {}
         self.written: list[Path] = []
+        self.failed = ""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from ..verdicts import verdict_of
@@ -52,6 +53,7 @@ class _EvidenceReport:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from ..report import LayerRow, ReportData, write_report
+        from ..secret_rules import mask_secrets
         from ..verdicts import identity_of
 
         image, engine_version = self._image()
@@ -69,7 +71,9 @@ class _EvidenceReport:
             engine_version=engine_version,
             verdicts=tuple(self.verdicts.values()),
             layers=tuple(
-                LayerRow(layer.index, layer.size, layer.instruction) for layer in image.layers
+                # An ENV or ARG step shows its values: mask the image's secrets in them.
+                LayerRow(layer.index, layer.size, mask_secrets(layer.instruction, image.env))
+                for layer in image.layers
             )
             if image
             else (),
@@ -78,7 +82,11 @@ class _EvidenceReport:
             finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             command=" ".join(["pytest", *session.config.invocation_params.args]),
         )
-        self.written = write_report(data, self.path)
+        try:
+            self.written = write_report(data, self.path)
+        except OSError as exc:
+            self.failed = f"cannot write the evidence report {self.path}: {exc.strerror or exc}"
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def _image(self) -> tuple[ImageUnderTest | None, str | None]:
         """The image under test and the engine's version, read now; none if unreachable."""
@@ -93,5 +101,7 @@ class _EvidenceReport:
             return None, None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.failed:
+            terminalreporter.write_line(f"ERROR: {self.failed}", red=True)
         for path in self.written:
             terminalreporter.write_sep("-", f"imagecheck evidence report: {path}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pytest
 
@@ -17,6 +18,8 @@ from ..errors import ImageCheckError
 from ..platforms import parse_platforms
 
 SETTINGS = pytest.StashKey["Settings"]()
+
+_T = TypeVar("_T")
 
 #: The ini types the options use.
 IniType = Literal["string", "linelist", "bool"]
@@ -41,8 +44,12 @@ _OPTIONS: list[tuple[str, IniType, str]] = [
 ]
 
 
-#: Options that take one value, where a repeat is an error, not a silent last-one-wins.
-_ONCE = ("--image",)
+#: Options that take one value, where a repeat is an error, not a silent last-one-wins, and
+#: what to do instead.
+_ONCE = {
+    "--image": "a session tests one image; run pytest once per image",
+    "--platform": "give it once, with the platforms as a list (linux/amd64,linux/arm64)",
+}
 
 
 class _StoreOnce(argparse.Action):
@@ -109,93 +116,145 @@ class Settings:
         return bool(self.image or self.build)
 
 
-def _setting(config: pytest.Config, option: str, kind: IniType) -> Any:
+@dataclass(frozen=True)
+class _Given:
+    """One option's value, where it came from, and how messages name it."""
+
+    value: Any
+    #: Relative paths are relative to this folder.
+    base: Path
+    #: ``--dockerfile``, or ``imagecheck_dockerfile in pytest.ini`` for an ini key.
+    label: str
+    #: ``where pytest runs``, or ``the ini file``.
+    relative_to: str
+
+
+def _setting(config: pytest.Config, option: str, kind: IniType) -> _Given:
     dest = _dest(option)
     value = config.getoption(dest)
     given = getattr(config.option, f"{dest}_given", None) or []
     if len(set(given)) > 1:
         raise ImageCheckError(
-            f"{option} was given {len(given)} times ({', '.join(given)}): a session tests "
-            f"one image; run pytest once per image"
+            f"{option} was given {len(given)} times ({', '.join(given)}): {_ONCE[option]}"
         )
     if value is not None:
-        return value, Path.cwd()
-    ini_value = config.getini(dest + ("s" if kind == "linelist" else ""))
+        return _Given(value, Path.cwd(), option, "where pytest runs")
+    key = dest + ("s" if kind == "linelist" else "")
+    where = config.inipath.name if config.inipath else "the ini file"
+    try:
+        ini_value = config.getini(key)
+    except ValueError:  # pytest's own reading of a bool ini value
+        raw = (getattr(config, "inicfg", {}) or {}).get(key, "")
+        raise ImageCheckError(
+            f"{key} = {raw!r} in {where} is not true or false: use true or false"
+        ) from None
     base = config.inipath.parent if config.inipath else config.rootpath
-    return (ini_value or None), base
+    return _Given(ini_value or None, base, f"{key} in {where}", "the ini file")
+
+
+def _relabelled(given: _Given, option: str, check: Callable[[Any], _T]) -> _T:
+    """``check(given.value)``, its one-line error naming the ini key where one gave it."""
+    try:
+        return check(given.value)
+    except ImageCheckError as exc:
+        if given.label == option:
+            raise
+        raise ImageCheckError(str(exc).replace(option, given.label, 1)) from None
 
 
 def _resolve_settings(config: pytest.Config) -> Settings:
     values = {option: _setting(config, option, kind) for option, kind, _ in _OPTIONS}
 
     def path(option: str) -> Path | None:
-        value, base = values[option]
-        return (base / value).resolve() if value else None
+        given = values[option]
+        return (given.base / given.value).resolve() if given.value else None
 
-    image = values["--image"][0]
+    image = values["--image"].value
     if image:
-        check_reference(image)
-    gpus = values["--gpus"][0]
+        _relabelled(values["--image"], "--image", check_reference)
+    gpus = values["--gpus"].value
     if gpus:
-        parse_gpus(gpus)
-    build_args = dict(parse_build_arg(arg) for arg in values["--build-arg"][0] or [])
-    platforms = parse_platforms(values["--platform"][0]) if values["--platform"][0] else ()
+        _relabelled(values["--gpus"], "--gpus", parse_gpus)
+    build_args = dict(
+        _relabelled(values["--build-arg"], "--build-arg", lambda args: map(parse_build_arg, args))
+        if values["--build-arg"].value
+        else ()
+    )
+    platforms = (
+        _relabelled(values["--platform"], "--platform", parse_platforms)
+        if values["--platform"].value
+        else ()
+    )
     context, dockerfile = path("--build-context"), path("--dockerfile")
     report = path("--imagecheck-report")
     if dockerfile is not None:
-        _check_file("--dockerfile", values["--dockerfile"][0], dockerfile)
+        _check_file(values["--dockerfile"], dockerfile)
     if report is not None:
-        _check_writable("--imagecheck-report", values["--imagecheck-report"][0], report)
+        _check_writable(values["--imagecheck-report"], report)
     build = None
     if context is not None:
         build = BuildSpec(
             context=context,
             dockerfile=dockerfile,
             build_args=build_args,
-            target=values["--target"][0],
+            target=values["--target"].value,
             platform=single_platform(platforms),
             tag=image,
         )
         if not context.is_dir():
             build.validate()  # raises the one-line error for a context that is not a folder
-        if dockerfile is None:
-            _check_file("the Dockerfile", "Dockerfile in --build-context", build.dockerfile_path)
+        if dockerfile is None and not build.dockerfile_path.is_file():
+            given = values["--build-context"]
+            raise ImageCheckError(
+                f"{given.label} {given.value} has no Dockerfile ({build.dockerfile_path}): add "
+                "one, or pass --dockerfile PATH"
+            )
     return Settings(
         image=image,
         build=build,
         dockerfile=dockerfile,
         gpus=gpus,
-        keep_containers=bool(values["--keep-containers"][0]),
-        require_gpu=bool(values["--require-gpu"][0]),
+        keep_containers=bool(values["--keep-containers"].value),
+        require_gpu=bool(values["--require-gpu"].value),
         build_args=build_args,
         report=report,
         platforms=platforms,
     )
 
 
-def _check_file(option: str, given: str, path: Path) -> None:
+def _check_file(given: _Given, path: Path) -> None:
     """A one-line usage error unless ``path`` (``given`` as written) is a readable file."""
     if path.is_file():
         return
     problem = "is a directory" if path.is_dir() else "does not exist"
     raise ImageCheckError(
-        f"{option} {given} {problem} ({path}): pass the path of a Dockerfile, relative to "
-        "where pytest runs (as docker build -f)"
+        f"{given.label} {given.value} {problem} ({path}): pass the path of a Dockerfile, "
+        f"relative to {given.relative_to} (as docker build -f)"
     )
 
 
-def _check_writable(option: str, given: str, path: Path) -> None:
-    """A one-line usage error unless a file can be written at ``path``."""
+def _check_writable(given: _Given, path: Path) -> None:
+    """A one-line usage error unless a file can be written at ``path`` (its folder is made)."""
     if path.is_dir():
         raise ImageCheckError(
-            f"{option} {given} is a directory: pass a file name, e.g. {given.rstrip('/')}/report.md"
+            f"{given.label} {given.value} is a directory: pass a file name, e.g. "
+            f"{str(given.value).rstrip('/')}/report.md"
         )
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    existing = next(folder for folder in path.parents if folder.exists())
+    if not existing.is_dir():
         raise ImageCheckError(
-            f"{option} {given} cannot be written: {parent} is not a writable directory"
+            f"{given.label} {given.value} cannot be written: {existing} is a file, not a folder"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImageCheckError(
+            f"{given.label} {given.value} cannot be written: {path.parent} cannot be made "
+            f"({exc.strerror})"
+        ) from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ImageCheckError(
+            f"{given.label} {given.value} cannot be written: {path.parent} is not writable"
         )
 
 

@@ -16,6 +16,7 @@ from ..container import LOG_TAIL_LINES, RunningContainer
 from ..engine import ENGINE_ERRORS, engine_lost, from_engine, short_reason
 from ..errors import GpuUnavailable, ImageCheckError
 from ..evidence import collecting, properties
+from ..image import ImageUnderTest
 from ..items import CriterionItem
 from .options import SETTINGS
 from .session import STATE
@@ -55,9 +56,48 @@ def pytest_runtest_makereport(
     report = yield
     _shorten(item, call, report)
     _judge_gpu(item, call, report)
+    if report.when == "call" and report.passed:
+        _fail_if_a_container_died(item, report)
     if report.failed:
         _attach_log_tails(item, report)
+        _mask_secrets(item, report)
     return report
+
+
+def _fail_if_a_container_died(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A test whose container stopped (and not through ``container.stop()``) did not pass:
+    the service it was to test is gone. One inspect per container it used."""
+    for container in _used_containers(item):
+        if container.stopped_on_purpose:
+            continue
+        with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
+            reason = container.stopped()
+            if reason is not None:
+                report.outcome = "failed"
+                report.longrepr = (
+                    f"container {container.name} of {container.image.ref} {reason} during the "
+                    f"test; last log lines:\n{container.log_tail()}"
+                )
+                return
+
+
+def _mask_secrets(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Mask the image's secret ENV values in a failure's text and sections: a plain
+    ``assert image.env["DB_PASSWORD"] == ...`` shows the value it compared."""
+    envs = [container.image.env for container in _used_containers(item)]
+    image = getattr(item, "funcargs", {}).get("image")
+    if isinstance(image, ImageUnderTest):
+        envs.append(image.env)
+    if not envs:
+        return
+    from ..secret_rules import mask_secrets
+
+    env = {name: value for each in envs for name, value in each.items()}
+    text = str(report.longrepr)
+    masked = mask_secrets(text, env)
+    if masked != text:
+        report.longrepr = masked
+    report.sections = [(title, mask_secrets(body, env)) for title, body in report.sections]
 
 
 def _attach_log_tails(item: pytest.Item, report: pytest.TestReport) -> None:
@@ -113,12 +153,37 @@ def _service_failure(item: pytest.Item, exc: requests.RequestException) -> str |
     if not parts.hostname or parts.port is None:
         return None
     what = f"{getattr(exc.request, 'method', 'GET')} {url}: {short_reason(exc)}"
+    did, starting = _what_the_service_did(exc)
     for container in _used_containers(item):
         with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
-            told = container.connection_failure((parts.hostname, parts.port), what)
+            told = container.connection_failure(
+                (parts.hostname, parts.port), what, did, starting=starting
+            )
             if told is not None:
                 return told
     return None
+
+
+def _what_the_service_did(exc: requests.RequestException) -> tuple[str, bool]:
+    """What a failed request says the service did, and whether a starting service does that.
+
+    Only a refused or reset connection is what a service that does not listen yet does;
+    a read timeout or an answer that is not HTTP came from a service that took it.
+    """
+    text = str(exc)
+    if isinstance(exc, requests.ConnectTimeout):
+        return "did not take the connection within the timeout", False
+    if isinstance(exc, requests.ReadTimeout):
+        return "took the connection but sent no answer within the timeout", False
+    if any(word in text for word in ("BadStatusLine", "InvalidChunkLength", "LineTooLong")):
+        return "answered, but not with HTTP", False
+    if "Connection refused" in text:
+        return "refused the connection", True
+    if any(word in text for word in ("reset", "RemoteDisconnected", "aborted", "closed")):
+        return "closed the connection without an answer", True
+    if isinstance(exc, requests.ConnectionError):
+        return "did not take the connection", True
+    return f"failed the request ({type(exc).__name__})", False
 
 
 def _called_at(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:
