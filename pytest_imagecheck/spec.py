@@ -27,6 +27,7 @@ import re
 import shlex
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ import yaml
 from packaging.version import InvalidVersion, Version
 
 from .errors import ImageCheckError
-from .units import parse_bound, parse_duration, parse_size
+from .units import format_duration, parse_bound, parse_duration, parse_size
 
 __all__ = [
     "CHECKS",
@@ -277,6 +278,22 @@ def _duration(value: Any) -> Any:
     return _units(parse_duration, value)
 
 
+def _time_limit(example: str, leaves: str) -> Callable[[Any], Any]:
+    """A duration that bounds a wait: above 0, as the checks require (a limit of 0 makes
+    one attempt with no time for an answer)."""
+
+    def convert(value: Any) -> Any:
+        duration = _duration(value)
+        if duration <= timedelta(0):
+            raise _Invalid(
+                f"{format_duration(duration)} leaves no time {leaves}: give a duration above 0, "
+                f'e.g. "{example}"'
+            )
+        return duration
+
+    return convert
+
+
 def _duration_bound(value: Any) -> Any:
     if not isinstance(value, str) and not _is_number(value):
         raise _WrongType
@@ -489,6 +506,23 @@ DURATION = Kind(
     'a duration like "30s"',
     {"anyOf": [{"type": "string", "pattern": rf"^\s*{_DURATION}\s*$"}, _NUMBER_SCHEMA]},
     _duration,
+)
+#: A positive duration: no digits but zeros (``0``, ``0s``, ``0.0ms``) is refused.
+_POSITIVE_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": rf"^(?=[^1-9]*[1-9])\s*{_DURATION}\s*$"},
+        {"type": "number", "exclusiveMinimum": 0},
+    ]
+}
+TIMEOUT = Kind(
+    'a duration above 0 like "60s"',
+    _POSITIVE_DURATION_SCHEMA,
+    _time_limit("60s", "to wait"),
+)
+REQUEST_TIMEOUT = Kind(
+    'a duration above 0 like "10s"',
+    _POSITIVE_DURATION_SCHEMA,
+    _time_limit("10s", "for a request"),
 )
 DURATION_BOUND = Kind(
     'a duration like "30s" or a bound like "<=30s"',
@@ -767,11 +801,11 @@ def _endpoint_keys() -> tuple[Key, ...]:
         Key("port", PORT, "The container port; default: the image's single exposed port."),
         Key("status", STATUS, "The status code (or codes) that mean ready.", default=200),
         Key("json", JSON_OBJECT, "A mapping the JSON body must contain (nested subset)."),
-        Key("timeout", DURATION, 'How long to wait for the answer; default "60s".'),
+        Key("timeout", TIMEOUT, 'How long to wait for the answer; default "60s".'),
         Key("interval", DURATION, 'The pause between polls; default "250ms".'),
         Key(
             "request_timeout",
-            DURATION,
+            REQUEST_TIMEOUT,
             "How long one request (connection, answer and body) may take; default: the time "
             "left of timeout.",
             example="10s",
@@ -875,7 +909,7 @@ _CHECKS = (
         "The engine reports the session container healthy (assert_healthy).",
         "pytest_imagecheck.checks.health.assert_healthy",
         "container",
-        (Key("timeout", DURATION, "How long to wait; default: from the image's HEALTHCHECK."),),
+        (Key("timeout", TIMEOUT, "How long to wait; default: from the image's HEALTHCHECK."),),
     ),
     Check(
         "hardened",

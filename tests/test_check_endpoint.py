@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -11,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from pytest_imagecheck import assert_endpoint_ready, assert_healthy
-from pytest_imagecheck.checks.endpoint import MAX_REDIRECTS, Answer, fetch
+from pytest_imagecheck.checks.endpoint import Answer, fetch
 from pytest_imagecheck.container import RunningContainer
 from pytest_imagecheck.engine import Engine
 from pytest_imagecheck.errors import ImageCheckError
@@ -20,6 +21,9 @@ from tests import images
 from tests.conftest import leftovers
 
 SLOW = "imagecheck-test/slow:1"
+ROUTES = "imagecheck-test/routes:1"
+#: The secret ENV value tests/images/routes carries, and how messages show it.
+SECRET, MASKED = "Zq8vLw3pXr7tKm2N", "Zq8v… (16 chars)"
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +60,27 @@ def slow(engine: Engine, slow_image: str) -> Iterator[Callable[..., RunningConta
 
     def start(**env: object) -> RunningContainer:
         container = engine.run(engine.image(slow_image), env={k: str(v) for k, v in env.items()})
+        started.append(container)
+        return container
+
+    yield start
+    for container in started:
+        engine.remove(container)
+
+
+@pytest.fixture(scope="module")
+def routes_image(client, debian: str) -> str:
+    """Tag of ``tests/images/routes``: each path answers as ROUTES says; ENV DB_PASSWORD."""
+    return images.build(client, images.HERE / "routes", ROUTES)
+
+
+@pytest.fixture
+def routes(engine: Engine, routes_image: str) -> Iterator[Callable[..., RunningContainer]]:
+    """Start the routes service: ``routes({"/health": [302, {"Location": "/x"}, ""]})``."""
+    started: list[RunningContainer] = []
+
+    def start(answers: dict[str, list[object]]) -> RunningContainer:
+        container = engine.run(engine.image(routes_image), env={"ROUTES": json.dumps(answers)})
         started.append(container)
         return container
 
@@ -204,11 +229,13 @@ def test_hardened_yaml_criterion_takes_request_timeout(pytester, slow_image, cli
 
 
 class _Redirects(BaseHTTPRequestHandler):
-    """/old -> /new (relative Location) -> 200; /loop redirects to itself."""
+    """/old -> /new (relative Location) -> 200; /created is a 201 with a Location."""
 
     def do_GET(self) -> None:
-        location = {"/old": "/new", "/loop": "/loop"}.get(self.path)
-        self.send_response(302 if location else 200)
+        status, location = {"/old": (302, "/new"), "/created": (201, "/item/1")}.get(
+            self.path, (200, None)
+        )
+        self.send_response(status)
         if location:
             self.send_header("Location", location)
         self.send_header("Content-Length", "2")
@@ -219,18 +246,102 @@ class _Redirects(BaseHTTPRequestHandler):
         pass
 
 
-def test_redirects_are_followed_as_requests_followed_them() -> None:
+def test_fetch_returns_a_redirect_as_it_came_without_following_it() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirects)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        assert fetch(f"{base}/old", 5.0) == Answer(200, "ok")
-        assert fetch(f"{base}/loop", 5.0).error == (
-            f"more than {MAX_REDIRECTS} redirects, the last to {base}/loop"
-        )
+        assert fetch(f"{base}/old", 5.0) == Answer(302, "ok", location="/new")
+        assert fetch(f"{base}/created", 5.0) == Answer(201, "ok")  # not a redirect
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "/health/real",  # answers 200: a redirect followed would pass
+        "http://127.0.0.1:1/nowhere",  # refused: a redirect followed would blame the service
+    ],
+)
+def test_a_redirect_is_an_answer_shown_with_its_location(routes, location) -> None:
+    container = routes(
+        {
+            "/health": [302, {"Location": location}, "<a href='elsewhere'>Found</a>"],
+            "/health/real": [200, {}, '{"status": "ready"}'],
+        }
+    )
+    with collecting() as evidence, pytest.raises(AssertionError) as failure:
+        assert_endpoint_ready(container, "/health", timeout="1s")
+    message = str(failure.value)
+    assert message.startswith(
+        f"/health not ready after 1s: last answer 302 (Location: {location}) (expected 200; "
+    )
+    assert message.endswith(
+        "a redirect is not followed; poll the path it points to, or expect status=302"
+    )
+    assert evidence[0].facts["final_location"] == location
+    answer = assert_endpoint_ready(container, "/health", status=302)
+    assert (answer.status, answer.location) == (302, location)
+
+
+def test_a_secret_in_the_body_or_location_is_masked_in_message_and_evidence(routes) -> None:
+    container = routes(
+        {
+            "/health": [503, {}, '{"pw": "{DB_PASSWORD}"}'],
+            # The secret straddles the cut of a long body: masked before the cut, so no more
+            # of it shows than the mask's own prefix.
+            "/long": [503, {}, json.dumps({"pad": "x" * 270, "pw": "{DB_PASSWORD}"})],
+            "/login": [302, {"Location": "/sso?token={DB_PASSWORD}"}, ""],
+        }
+    )
+    for path, shown in (
+        ("/health", f'{{"pw": "{MASKED}"}}'),
+        ("/long", SECRET[:4]),
+        ("/login", f"(Location: /sso?token={MASKED})"),
+    ):
+        with collecting() as evidence, pytest.raises(AssertionError) as failure:
+            assert_endpoint_ready(container, path, timeout="1s")
+        facts = evidence[0].facts
+        seen = f"{failure.value}\n{facts['final_body']}\n{facts['final_location']}"
+        assert shown in seen, path
+        assert SECRET[:5] not in seen, path
+    # The answer a test gets back is the service's own.
+    answer = assert_endpoint_ready(container, "/health", status=503)
+    assert SECRET in answer.body
+
+
+def test_endpoint_evidence_names_the_root_path_with_its_base_url(routes) -> None:
+    container = routes({"/": [200, {}, "home"]})
+    with collecting() as evidence:
+        assert_endpoint_ready(container, "/")
+    host, port = container.ports["8000/tcp"]
+    assert evidence[0].facts["endpoint"] == f"/ on http://{host}:{port}"
+
+
+def test_turned_unhealthy_says_a_shell_probe_never_ran_its_program(engine, build_image, busybox):
+    # httpd answers 404 for /health, so polling goes on until the probe's verdict.
+    image = engine.image(
+        build_image(
+            f"FROM {busybox}\nEXPOSE 8080\n"
+            "HEALTHCHECK --interval=1s --timeout=1s --retries=1 "
+            "CMD curl -f http://localhost:8080/ || exit 1\n"
+            'ENTRYPOINT ["httpd", "-f", "-p", "8080", "-h", "/etc"]\n'
+        )
+    )
+    container = engine.run(image)
+    try:
+        with pytest.raises(AssertionError) as failure:
+            assert_endpoint_ready(container, "/health", timeout="120s")
+    finally:
+        engine.remove(container)
+    assert (
+        f"container {container.name} turned unhealthy before /health answered: its HEALTHCHECK "
+        "probe (CMD-SHELL) could not run: its shell found no curl in the container (/bin/sh: "
+        "curl: not found; exit 1), so the service itself was never probed; install curl in the "
+        "image, or probe with a program the image has; last probes:\n"
+    ) in str(failure.value)
 
 
 def test_nothing_listening_reports_the_connection_error(service) -> None:
@@ -247,11 +358,25 @@ def test_nothing_listening_reports_the_connection_error(service) -> None:
         ("/health", {"timeout": "30 seconds"}, 'bad duration "30 seconds"'),
         ("/health", {"request_timeout": "soon"}, 'request_timeout: bad duration "soon"'),
         ("/health", {"request_timeout": 0}, "request_timeout: 0s leaves no time for a request"),
+        (
+            "/health",
+            {"timeout": 0},
+            'timeout: 0s leaves no time to wait for an answer: give a duration above 0, e.g. "60s"',
+        ),
+        ("/health", {"timeout": "0ms"}, "timeout: 0s leaves no time to wait for an answer"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(service, path, kwargs, message) -> None:
     with pytest.raises(ImageCheckError, match=message):
         assert_endpoint_ready(service(), path, **kwargs)
+
+
+def test_healthy_refuses_a_zero_timeout(service) -> None:
+    with pytest.raises(ImageCheckError) as refused:
+        assert_healthy(service(), timeout="0s")
+    assert str(refused.value) == (
+        'timeout: 0s leaves no time to wait for health: give a duration above 0, e.g. "60s"'
+    )
 
 
 def test_several_exposed_ports_need_port_named(engine, build_image, service_image) -> None:

@@ -228,6 +228,42 @@ def test_request_timeout_is_a_duration_key_of_endpoint_and_hardened(check: str) 
         one(f"  - check: {check}\n    request_timeout: soon\n")
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "endpoint\n    timeout: 0s\n",
+            "imagecheck.yaml:3: timeout: 0s leaves no time to wait: give a duration above 0, "
+            'e.g. "60s"',
+        ),
+        (
+            "endpoint\n    timeout: 30s\n    request_timeout: 0s\n",
+            "imagecheck.yaml:4: request_timeout: 0s leaves no time for a request: give a "
+            'duration above 0, e.g. "10s"',
+        ),
+        (
+            "hardened\n    request_timeout: 0\n",
+            "imagecheck.yaml:3: request_timeout: 0s leaves no time for a request: give a "
+            'duration above 0, e.g. "10s"',
+        ),
+        (
+            "hardened\n    timeout: 0.0ms\n",
+            "imagecheck.yaml:3: timeout: 0s leaves no time to wait: give a duration above 0, "
+            'e.g. "60s"',
+        ),
+        (
+            "healthy\n    timeout: 0\n",
+            "imagecheck.yaml:3: timeout: 0s leaves no time to wait: give a duration above 0, "
+            'e.g. "60s"',
+        ),
+    ],
+)
+def test_zero_timeouts_are_refused_when_the_file_is_read(body: str, message: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        parse_spec(ITEM + body)
+    assert str(refused.value) == message
+
+
 def test_default_names_show_bounds_as_written_and_durations_in_dockers_form() -> None:
     check = one('  - check: healthcheck\n    start_period: 90\n    retries: ">= 3"\n')
     assert check.name == "healthcheck start_period=1m30s retries>=3"
@@ -636,6 +672,15 @@ def test_schema_offers_each_check_only_its_own_keys(
         ({"check": "endpoint", "request_timeout": "10s"}, True),
         ({"check": "hardened", "request_timeout": 2.5}, True),
         ({"check": "hardened", "request_timeout": "10 seconds"}, False),
+        ({"check": "endpoint", "timeout": "0s"}, False),
+        ({"check": "endpoint", "timeout": "0.5s"}, True),
+        ({"check": "endpoint", "timeout": "1m0s"}, True),
+        ({"check": "endpoint", "request_timeout": 0}, False),
+        ({"check": "endpoint", "request_timeout": 0.25}, True),
+        ({"check": "hardened", "timeout": "0.0ms"}, False),
+        ({"check": "healthy", "timeout": 0}, False),
+        ({"check": "healthy", "timeout": "90"}, True),
+        ({"check": "endpoint", "interval": "0s"}, True),
         ({"check": "file", "path": "/f", "mode": "0644"}, True),
         ({"check": "file", "path": "/f", "mode": 644}, False),
         ({"check": "file", "path": "/f", "mode": "0999"}, False),

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import http.client
 import json as jsonlib
+import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-from ..container import health_of, stop_reason
+from ..container import ExecResult, health_of, stop_reason
 from ..errors import ImageCheckError
 from ..evidence import record
+from ..secret_rules import mask_secrets
 from ..text import shorten
 from ..units import format_duration, parse_duration
 
@@ -30,6 +32,7 @@ class Answer:
 
     ``error`` is set when no complete answer came (``status`` and ``body`` then hold what did
     come, if anything); ``timed_out`` when that was because the request's time ran out.
+    ``location`` is the ``Location`` header of a redirect (3xx), which is not followed.
     """
 
     status: int | None
@@ -39,12 +42,20 @@ class Answer:
     #: Set when polling must stop without waiting for the timeout: why.
     stopped: str | None = None
     timed_out: bool = False
+    location: str | None = None
 
-    def describe(self) -> str:
-        """``503 {"status": "not_ready"}`` or ``connection refused``."""
+    def describe(self, mask: Callable[[str], str] = str) -> str:
+        """``503 {"status": "not_ready"}``, ``302 (Location: /login)`` or ``connection refused``.
+
+        ``mask`` is applied to the body and the Location before they are shortened, so a
+        secret is masked whole, never cut to a prefix that escapes the mask.
+        """
         if self.error is not None:
             return self.error
-        return f"{self.status} {shorten(self.body, BODY_LIMIT, count=True)}".rstrip()
+        if self.location is not None:
+            # A redirect's body is boilerplate; where it points is the news.
+            return f"{self.status} (Location: {shorten(mask(self.location), BODY_LIMIT)})"
+        return f"{self.status} {shorten(mask(self.body), BODY_LIMIT, count=True)}".rstrip()
 
 
 def json_contains(actual: Any, expected: Any) -> bool:
@@ -64,9 +75,6 @@ def json_contains(actual: Any, expected: Any) -> bool:
 #: The least time one request gets, even the last one at the deadline: it may end this much
 #: past the overall timeout, never more (and never past ``request_timeout``).
 LEAST_REQUEST_TIME = 1.0
-#: Redirects followed, as requests follows them for a GET; one more is a wrong answer.
-MAX_REDIRECTS = 10
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class _Late(Exception):
@@ -87,29 +95,20 @@ def shown_seconds(seconds: float) -> str:
 
 
 def fetch(url: str, seconds: float) -> Answer:
-    """One ``GET url``, all of it within ``seconds``: connection, status, headers, body, and
-    redirects (followed, up to :data:`MAX_REDIRECTS`). Returns the status and body, or what
-    went wrong in words.
+    """One ``GET url``, all of it within ``seconds``: connection, status, headers and body.
+    Returns the status and body, or what went wrong in words.
+
+    A redirect is an answer, not followed: as a Docker HEALTHCHECK's ``curl`` without ``-L``
+    sees it, so a health URL that redirects to a login page is not taken for ready, and
+    ``status=302`` can match. Its ``Location`` is kept in :attr:`Answer.location`.
 
     Not requests: its ``timeout=`` bounds each socket read, not the whole request, so a body
     that trickles in runs on past any deadline. Here every read of the body waits only for
     the time left. (The status line and headers are read with the time left when they begin.)
     """
     ends = time.monotonic() + seconds
-    for _ in range(MAX_REDIRECTS + 1):
-        answer, location = _get(url, ends, seconds)
-        if location is None:
-            return answer
-        url = urljoin(url, location)
-    return replace(answer, error=f"more than {MAX_REDIRECTS} redirects, the last to {url}")
-
-
-def _get(url: str, ends: float, seconds: float) -> tuple[Answer, str | None]:
-    """One GET of ``url`` until ``ends``; the answer, and where it redirects (or ``None``)."""
     late = f"timed out after {shown_seconds(seconds)}"
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return Answer(None, "", error=f"redirected to {url}, which is not an http(s) URL"), None
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connection = kind(parts.hostname, parts.port, timeout=max(ends - time.monotonic(), 1e-3))
     response: http.client.HTTPResponse | None = None
@@ -127,9 +126,6 @@ def _get(url: str, ends: float, seconds: float) -> tuple[Answer, str | None]:
         )
         sock.settimeout(_left(ends))
         response = connection.getresponse()
-        location = response.getheader("Location")
-        if response.status in _REDIRECTS and location:
-            return Answer(response.status, ""), location
         length = response.length
         while True:
             sock.settimeout(_left(ends))
@@ -143,8 +139,8 @@ def _get(url: str, ends: float, seconds: float) -> tuple[Answer, str | None]:
                 received,
                 f"connection closed in the body of a {response.status} answer "
                 f"({len(received)} of {length} bytes)",
-            ), None
-        return _answer(response, received), None
+            )
+        return _answer(response, received)
     except (_Late, TimeoutError):
         if response is not None:
             of = f" of {length}" if length is not None else ""
@@ -154,19 +150,19 @@ def _get(url: str, ends: float, seconds: float) -> tuple[Answer, str | None]:
                 f"{late} in the body of a {response.status} answer "
                 f"({len(received)}{of} bytes came)",
                 timed_out=True,
-            ), None
+            )
         if connection.sock is None:
-            return Answer(None, "", error=f"{late} connecting", timed_out=True), None
-        return Answer(None, "", error=f"{late} waiting for the answer", timed_out=True), None
+            return Answer(None, "", error=f"{late} connecting", timed_out=True)
+        return Answer(None, "", error=f"{late} waiting for the answer", timed_out=True)
     except ConnectionRefusedError:
-        return Answer(None, "", error="connection refused"), None
+        return Answer(None, "", error="connection refused")
     except (http.client.RemoteDisconnected, BrokenPipeError):
         closed = "connection closed without an answer (is the service listening?)"
-        return Answer(None, "", error=closed), None
+        return Answer(None, "", error=closed)
     except ConnectionResetError:
-        return Answer(None, "", error="connection reset (is the service listening?)"), None
+        return Answer(None, "", error="connection reset (is the service listening?)")
     except (OSError, http.client.HTTPException) as exc:
-        return Answer(None, "", error=f"{type(exc).__name__}: {exc}".rstrip(": ")), None
+        return Answer(None, "", error=f"{type(exc).__name__}: {exc}".rstrip(": "))
     finally:
         if response is not None:
             response.close()
@@ -185,7 +181,8 @@ def _answer(
         text = bytes(body).decode(charset, "replace")
     except LookupError:  # a charset Python does not know
         text = bytes(body).decode("utf-8", "replace")
-    return Answer(response.status, text, error=error, timed_out=timed_out)
+    location = response.getheader("Location") if 300 <= response.status < 400 else None
+    return Answer(response.status, text, error=error, timed_out=timed_out, location=location)
 
 
 def named_duration(name: str, value: str | float | timedelta) -> timedelta:
@@ -194,6 +191,25 @@ def named_duration(name: str, value: str | float | timedelta) -> timedelta:
         return parse_duration(value)
     except ImageCheckError as exc:
         raise ImageCheckError(f"{name}: {exc}") from None
+
+
+def time_limit(
+    name: str, value: str | float | timedelta, *, leaves: str, example: str
+) -> timedelta:
+    """A duration that bounds a wait (``timeout``, ``request_timeout``): above 0.
+
+    A limit of 0 would make one attempt with no time to answer and report the service's
+    silence, so it is refused up front (:class:`ImageCheckError`), as imagecheck.yaml refuses
+    it when read: ``timeout: 0s leaves no time to wait: give a duration above 0, e.g. "60s"``.
+    ``leaves`` says what the time is for, ``example`` a sensible value.
+    """
+    duration = named_duration(name, value)
+    if duration <= timedelta(0):
+        raise ImageCheckError(
+            f"{name}: {format_duration(duration)} leaves no time {leaves}: "
+            f'give a duration above 0, e.g. "{example}"'
+        )
+    return duration
 
 
 def default_port(container: RunningContainer) -> int | str:
@@ -213,7 +229,7 @@ def default_port(container: RunningContainer) -> int | str:
 def stopped_early(container: RunningContainer, waiting_for: str) -> str | None:
     """Why waiting for ``waiting_for`` is pointless (the container exited or is unhealthy).
 
-    One inspect of the container.
+    One inspect of the container (and one more to read the probes when it is unhealthy).
     """
     state = container.attrs["State"]
     stopped = stop_reason(state)
@@ -224,8 +240,8 @@ def stopped_early(container: RunningContainer, waiting_for: str) -> str | None:
         )
     if health_of(state) == "unhealthy":
         return (
-            f"container {container.name} turned unhealthy before {waiting_for}; "
-            f"last probes:\n{probe_lines(container)}"
+            f"container {container.name} turned unhealthy before {waiting_for}"
+            f"{probe_not_run(container)}; last probes:\n{probe_lines(container)}"
         )
     return None
 
@@ -233,13 +249,82 @@ def stopped_early(container: RunningContainer, waiting_for: str) -> str | None:
 def probe_lines(container: RunningContainer, last: int = 3) -> str:
     """The last health probes as indented lines: exit code and the end of their output.
 
-    The end, because that is where a probe's error (or a traceback's last line) is.
+    The end, because that is where a probe's error (or a traceback's last line) is. The
+    image's secret ENV values are masked, should a probe print them.
     """
     lines = []
     for probe in container.health_log[-last:]:
-        output = [line for line in probe.output.strip().splitlines() if line.strip()]
+        text = mask_secrets(probe.output.strip(), container.image.env)
+        output = [line for line in text.splitlines() if line.strip()]
         lines.append(f"  exit {probe.exit_code}: {output[-1][-200:] if output else '(no output)'}")
     return "\n".join(lines) or "  (no probes logged)"
+
+
+#: What a shell says when it finds no program of that name, one line per program:
+#: busybox ash ``/bin/sh: curl: not found``, dash ``/bin/sh: 1: curl: not found``,
+#: bash ``bash: curl: command not found`` (``/bin/sh: line 1: curl: ...`` as sh),
+#: zsh ``zsh:1: command not found: curl``.
+_SHELL_NOT_FOUND = re.compile(
+    r"(?:\S*/)?(?:sh|ash|bash|dash|ksh|mksh)(?:: line \d+|: \d+)?: (?P<program>\S+): "
+    r"(?:command )?not found"
+    r"|(?:\S*/)?zsh:\d+: command not found: (?P<zsh>\S+)"
+)
+
+
+def shell_not_found(output: str) -> list[str] | None:
+    """The programs a shell said it could not find, when that is all ``output`` says; else
+    ``None``. Several lines name several programs (``curl ... || wget ...``, both missing).
+
+    >>> shell_not_found("/bin/sh: 1: curl: not found")
+    ['curl']
+    >>> shell_not_found("curl: (7) Failed to connect to localhost port 8000") is None
+    True
+    """
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    found = [_SHELL_NOT_FOUND.fullmatch(line) for line in lines]
+    if not lines or not all(found):
+        return None
+    return list(dict.fromkeys(m["program"] or m["zsh"] for m in found if m))
+
+
+def probe_not_run(container: RunningContainer) -> str:
+    """``: ... so the service itself was never probed; <fix>`` when the container's last
+    HEALTHCHECK probe could not run its program at all, else ``""``.
+
+    Two ways: the engine could not start the probe (exit code -1 and the engine's refusal,
+    ``exec: "curl": executable file not found in $PATH``), or a shell-form probe's shell
+    found no such program (``/bin/sh: curl: not found``, with 127 or, behind ``|| exit 1``,
+    any other code). Either way the service was not asked, so a message must not read as
+    if it answered badly. One inspect of the container.
+    """
+    attrs = container.attrs
+    test = list(((attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or ["NONE"])
+    probes = (attrs["State"].get("Health") or {}).get("Log") or []
+    if not probes:
+        return ""
+    code, output = int(probes[-1].get("ExitCode", -1)), str(probes[-1].get("Output", ""))
+    form = test[0]
+    refused = ExecResult.start_refused(output) if code == -1 else None
+    if refused is not None:
+        fix = (
+            'use the exec form, HEALTHCHECK CMD ["program", "arg"], with a program the image has'
+            if form == "CMD-SHELL"
+            else "probe with a program the image has"
+        )
+        return (
+            f": the engine cannot run its HEALTHCHECK probe ({form}): {refused}, so the "
+            f"service itself was never probed; {fix}"
+        )
+    missing = shell_not_found(output) if code != 0 else None
+    if missing is None:
+        return ""
+    names = " or ".join(missing)
+    said = "; ".join(line.strip() for line in output.splitlines() if line.strip())
+    return (
+        f": its HEALTHCHECK probe ({form}) could not run: its shell found no {names} in the "
+        f"container ({said}; exit {code}), so the service itself was never probed; install "
+        f"{names} in the image, or probe with a program the image has"
+    )
 
 
 def assert_endpoint_ready(
@@ -264,20 +349,29 @@ def assert_endpoint_ready(
     none) it looks at the container, and fails at once when it exited or turned unhealthy,
     with the exit code and log tail; an expected answer passes whatever the health status.
     On timeout, says what the last attempt got. Returns the matching answer.
+
+    A redirect is an answer, not followed (as a HEALTHCHECK's ``curl`` without ``-L``): a
+    3xx matches only a ``status`` that lists it, and a message shows where it points
+    (``last answer 302 (Location: /login)``). ``timeout`` and ``request_timeout`` must be
+    above 0 (:class:`ImageCheckError` otherwise). Bodies and Locations in messages and
+    evidence have the image's secret ENV values masked; the returned answer is as it came.
     """
     __tracebackhide__ = True
     if not path.startswith("/"):
         raise ImageCheckError(f"endpoint path {path!r} must start with '/', e.g. '/{path}'")
     wanted = {status} if isinstance(status, int) else set(status)
-    deadline, pause = named_duration("timeout", timeout), named_duration("interval", interval)
+    deadline = time_limit("timeout", timeout, leaves="to wait for an answer", example="60s")
+    pause = named_duration("interval", interval)
     per_request = (
-        named_duration("request_timeout", request_timeout) if request_timeout is not None else None
+        time_limit("request_timeout", request_timeout, leaves="for a request", example="10s")
+        if request_timeout is not None
+        else None
     )
-    if per_request is not None and per_request <= timedelta(0):
-        raise ImageCheckError(
-            f"request_timeout: {format_duration(per_request)} leaves no time for a request: "
-            'give a duration above 0, e.g. "10s"'
-        )
+    env = container.image.env
+
+    def masked(text: str) -> str:
+        return mask_secrets(text, env)
+
     url = container.url(port if port is not None else default_port(container), path)
     attempts = 0
     started = time.monotonic()
@@ -321,12 +415,13 @@ def assert_endpoint_ready(
     waited = timedelta(seconds=round(time.monotonic() - started, 3))
     record(
         "endpoint",
-        endpoint=f"{path} on {url.split(path)[0]}",
+        endpoint=f"{path} on {url.removesuffix(path)}",
         expected_status=sorted(wanted),
         expected_json=jsonlib.dumps(json) if json is not None else None,
         request_timeout=per_request if per_request is not None else "the time left",
         final_status=last.status,
-        final_body=shorten(last.body, BODY_LIMIT, count=True),
+        final_body=shorten(masked(last.body), BODY_LIMIT, count=True),
+        final_location=masked(last.location) if last.location is not None else None,
         final_error=last.error,
         attempts=attempts,
         time_to_ready=waited if last.matches else None,
@@ -340,9 +435,15 @@ def assert_endpoint_ready(
         )
         counted = f"(expected {expectation}; {attempts} attempt{'s' if attempts != 1 else ''})"
         if not last.timed_out:
+            redirect = (
+                f": a redirect is not followed; poll the path it points to, or expect "
+                f"status={last.status}"
+                if last.location is not None
+                else ""
+            )
             raise AssertionError(
                 f"{path} not ready after {format_duration(deadline)}: last answer "
-                f"{last.describe()} {counted}"
+                f"{last.describe(masked)} {counted}{redirect}"
             )
         limit = (
             f"request timeout {format_duration(per_request)}"
@@ -350,7 +451,7 @@ def assert_endpoint_ready(
             else "request timeout: the time left"
         )
         before = (
-            f"; the last attempt that did not time out got {answered.describe()}"
+            f"; the last attempt that did not time out got {answered.describe(masked)}"
             if answered is not None
             else ""
         )

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 
 import tenacity
 
-from ..container import ExecResult
 from ..evidence import record
 from ..units import format_duration
-from .endpoint import named_duration, probe_lines
+from .endpoint import probe_lines, probe_not_run, time_limit
 
 if TYPE_CHECKING:
     from ..container import RunningContainer
@@ -39,7 +38,9 @@ def assert_healthy(
     image's own start period, interval, timeout and retries. An image without HEALTHCHECK
     fails at once: the engine would never report health. When the engine could not start the
     probe at all (a ``curl`` or ``/bin/sh`` the image lacks), the message says so: the service
-    itself was never probed.
+    itself was never probed; so it does when a shell-form probe's shell finds no such program
+    (``/bin/sh: curl: not found``, whatever the exit code ``|| exit 1`` turns it into).
+    ``timeout`` must be above 0 (:class:`ImageCheckError` otherwise).
     """
     __tracebackhide__ = True
     health = container.image.healthcheck
@@ -49,7 +50,7 @@ def assert_healthy(
             "health: add a HEALTHCHECK, or use assert_endpoint_ready"
         )
     deadline = (
-        named_duration("timeout", timeout)
+        time_limit("timeout", timeout, leaves="to wait for health", example="60s")
         if timeout is not None
         else default_health_timeout(health)
     )
@@ -67,7 +68,7 @@ def assert_healthy(
         if current == "unhealthy":
             return current, (
                 f"container {container.name} turned unhealthy (`{health.command}`)"
-                f"{_cannot_run(container, health)}; last probes:\n{probe_lines(container)}"
+                f"{probe_not_run(container)}; last probes:\n{probe_lines(container)}"
             )
         return current, None
 
@@ -94,32 +95,6 @@ def assert_healthy(
     if final != "healthy":
         raise AssertionError(
             f"container {container.name} not healthy after {format_duration(deadline)}: "
-            f"health is {final}{_cannot_run(container, health)}; "
+            f"health is {final}{probe_not_run(container)}; "
             f"last probes:\n{probe_lines(container)}"
         )
-
-
-def _cannot_run(container: RunningContainer, health: Healthcheck) -> str:
-    """``: its probe cannot run ...`` when the engine could not start the last probe at all.
-
-    The engine then logs exit code -1 and its own refusal (``exec: "curl": executable file
-    not found in $PATH``): the service was not probed, so the message must not read as if it
-    answered badly.
-    """
-    probes = container.health_log
-    refused = (
-        ExecResult.start_refused(probes[-1].output)
-        if probes and probes[-1].exit_code == -1
-        else None
-    )
-    if refused is None:
-        return ""
-    fix = (
-        'use the exec form, HEALTHCHECK CMD ["program", "arg"], with a program the image has'
-        if health.test[0] == "CMD-SHELL"
-        else "probe with a program the image has"
-    )
-    return (
-        f": the engine cannot run its HEALTHCHECK probe ({health.test[0]}): {refused}, so the "
-        f"service itself was never probed; {fix}"
-    )

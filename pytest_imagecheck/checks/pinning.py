@@ -15,7 +15,11 @@ if TYPE_CHECKING:
     from ..dockerfile import Dockerfile, Instruction
     from ..image import ImageUnderTest
 
-_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+#: Digest algorithms a reference may name, with the hex digits of each (the OCI image spec's
+#: registered algorithms, which the engine's reference parser takes).
+DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+#: How a digest looks, for messages.
+DIGEST_FORM = "sha256: and 64 lowercase hex digits (0-9, a-f)"
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 _EMPTY = '""'
 _NO_VARIABLES_IN_FROM = (
@@ -36,8 +40,43 @@ class BaseReference:
 
     @property
     def pinned(self) -> bool:
-        """Whether the resolved reference carries ``@sha256:<64 hex>``."""
-        return bool(self.resolved and _DIGEST.search(self.resolved))
+        """Whether the resolved reference carries a well-formed digest (``@sha256:<64 hex>``)."""
+        return bool(self.resolved and "@" in self.resolved and self.malformed is None)
+
+    @property
+    def malformed(self) -> str | None:
+        """What is wrong with the resolved reference's digest, or ``None`` when it has none
+        or a well-formed one: see :func:`digest_problem`."""
+        return digest_problem(self.resolved) if self.resolved else None
+
+
+def digest_problem(reference: str) -> str | None:
+    """What is wrong with the digest after ``@`` in ``reference``, in a few words; ``None``
+    when there is no ``@`` or the digest is well formed: ``sha256:`` and 64 lowercase hex
+    digits (sha384: 96, sha512: 128), as the OCI image spec and the engine write digests.
+
+    >>> digest_problem("python@sha256:abc123")
+    '6 hex digits, a sha256 digest has 64'
+    >>> digest_problem("python@sha256:" + "AB" * 32)
+    'uppercase hex digits, a digest has lowercase ones'
+    >>> digest_problem("python:3.12") is None
+    True
+    """
+    _, at, digest = reference.partition("@")
+    if not at:
+        return None
+    algorithm, colon, encoded = digest.partition(":")
+    if not colon:
+        return f'"{digest}" has no algorithm'
+    if algorithm not in DIGEST_LENGTHS:
+        return f"{algorithm} is not a digest algorithm ({', '.join(DIGEST_LENGTHS)})"
+    if not re.fullmatch(r"[0-9a-fA-F]*", encoded):
+        return "characters that are not hex digits"
+    if encoded != encoded.lower():
+        return "uppercase hex digits, a digest has lowercase ones"
+    if len(encoded) != DIGEST_LENGTHS[algorithm]:
+        return f"{len(encoded)} hex digits, a {algorithm} digest has {DIGEST_LENGTHS[algorithm]}"
+    return None
 
 
 def base_references(dockerfile: Dockerfile) -> list[BaseReference]:
@@ -97,6 +136,9 @@ def _arguments_note(dockerfile: Dockerfile, written: str) -> list[str]:
 def _problem(dockerfile: Dockerfile, ref: BaseReference, platforms: list[str]) -> str | None:
     """The failure line for ``ref`` as resolved in ``dockerfile``, or None when it is pinned.
 
+    A malformed digest is its own failure, with the form of a digest: the reference is
+    meant to be pinned, and the engine refuses it (``invalid reference format``).
+
     ``platforms`` are named in the line (``on linux/arm64``) when the verdict is theirs only.
     """
     if ref.pinned:
@@ -113,11 +155,20 @@ def _problem(dockerfile: Dockerfile, ref: BaseReference, platforms: list[str]) -
         return f"{where} --from={ref.written} cannot be resolved{on}: {ref.reason}"
     if ref.resolved is None:
         return f"{where} {ref.written} cannot be resolved{on}{note}"
+    if ref.malformed is not None:
+        return (
+            f"{where} {ref.resolved} has a malformed digest{on} ({ref.malformed}){note}: "
+            f"a digest is {DIGEST_FORM}"
+        )
     return f"{where} {ref.resolved} is not pinned by digest{on}{note}"
 
 
 def assert_base_images_pinned(dockerfile: Dockerfile, *, allow: Iterable[str] = ()) -> None:
     """Assert that every external image the Dockerfile uses is pinned by ``@sha256:`` digest.
+
+    A digest that is not ``sha256:`` and 64 lowercase hex digits (or another OCI algorithm's,
+    sha384 or sha512) is malformed: the failure says so, with the form of a digest, rather
+    than "not pinned".
 
     ``FROM`` lines (with ``--platform`` and ``AS``), ``COPY --from=<image>`` and
     ``RUN --mount=from=<image>`` count; ``scratch`` and earlier stages don't. ARG values,
@@ -143,6 +194,7 @@ def assert_base_images_pinned(dockerfile: Dockerfile, *, allow: Iterable[str] = 
             key = (ref.instruction.line, ref.instruction.keyword, ref.written)
             found.setdefault(key, []).append((view, ref))
     problems: list[str] = []
+    malformed = 0
     exempt: list[str] = []
     used: list[str] = []
     for key in sorted(found):
@@ -161,26 +213,34 @@ def assert_base_images_pinned(dockerfile: Dockerfile, *, allow: Iterable[str] = 
             problem = _problem(view, ref, named)
             if problem:
                 problems.append(problem)
+                malformed += ref.malformed is not None
             continue
         for view, ref in entries:
             problem = _problem(view, ref, [str(view.target_platform)])
             if problem:
                 problems.append(problem)
+                malformed += ref.malformed is not None
     record(
         "base_images_pinned",
         base_images=list(dict.fromkeys(used)) or "none",
-        unpinned=len(problems),
+        unpinned=len(problems) - malformed,
+        malformed_digests=malformed,
         allowed=list(dict.fromkeys(exempt)) or "none",
         platforms=platforms or "unknown",
     )
+    shows = "docker inspect --format '{{index .RepoDigests 0}}' NAME shows it"
     if len(problems) == 1:
-        raise AssertionError(f"{problems[0]}: pin it as NAME@sha256:<digest>")
+        raise AssertionError(
+            f"{problems[0]}; {shows}"
+            if malformed
+            else f"{problems[0]}: pin it as NAME@sha256:<digest>"
+        )
     if problems:
         listed = "\n".join(f"  {p}" for p in problems)
+        what = "are not pinned by a well-formed digest" if malformed else "are not pinned by digest"
         raise AssertionError(
-            f"{len(problems)} base images are not pinned by digest:\n{listed}\n"
-            "pin each as NAME@sha256:<digest> (docker inspect --format "
-            "'{{index .RepoDigests 0}}' NAME shows it)"
+            f"{len(problems)} base images {what}:\n{listed}\n"
+            f"pin each as NAME@sha256:<digest> ({shows})"
         )
 
 

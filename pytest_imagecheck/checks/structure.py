@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from ..batch import Command
 from ..errors import ImageCheckError
 from ..evidence import record
+from ..secret_rules import mask_secrets
 from .user import parse_table
 
 if TYPE_CHECKING:
@@ -96,8 +97,8 @@ def _mismatches(
     return problems
 
 
-def _found(found: Mapping[str, str], names: Iterable[str]) -> list[str]:
-    return [f"{n}={found[n]}" if n in found else f"{n} unset" for n in names]
+def _found(found: Mapping[str, str], names: Iterable[str], env: Mapping[str, str]) -> list[str]:
+    return [mask_secrets(f"{n}={found[n]}", env) if n in found else f"{n} unset" for n in names]
 
 
 def assert_env(image: ImageUnderTest, expected: Mapping[str, str | None]) -> None:
@@ -109,9 +110,9 @@ def assert_env(image: ImageUnderTest, expected: Mapping[str, str | None]) -> Non
     """
     __tracebackhide__ = True
     problems = _mismatches("ENV", image.env, expected)
-    record("env", env=_found(image.env, expected), env_mismatches=len(problems))
+    record("env", env=_found(image.env, expected, image.env), env_mismatches=len(problems))
     if problems:
-        raise AssertionError(f"image {image.ref}: {'; '.join(problems)}")
+        raise AssertionError(mask_secrets(f"image {image.ref}: {'; '.join(problems)}", image.env))
 
 
 def assert_labels(image: ImageUnderTest, expected: Mapping[str, str | None]) -> None:
@@ -121,9 +122,11 @@ def assert_labels(image: ImageUnderTest, expected: Mapping[str, str | None]) -> 
     """
     __tracebackhide__ = True
     problems = _mismatches("LABEL", image.labels, expected)
-    record("labels", labels=_found(image.labels, expected), label_mismatches=len(problems))
+    record(
+        "labels", labels=_found(image.labels, expected, image.env), label_mismatches=len(problems)
+    )
     if problems:
-        raise AssertionError(f"image {image.ref}: {'; '.join(problems)}")
+        raise AssertionError(mask_secrets(f"image {image.ref}: {'; '.join(problems)}", image.env))
 
 
 def _port(port: int | str) -> str:
@@ -206,8 +209,8 @@ def assert_config(
     found_entrypoint, found_cmd = image.entrypoint or [], image.cmd or []
     record(
         "config",
-        config_entrypoint=_shown(found_entrypoint),
-        config_cmd=_shown(found_cmd),
+        config_entrypoint=mask_secrets(_shown(found_entrypoint), image.env),
+        config_cmd=mask_secrets(_shown(found_cmd), image.env),
         config_workdir=image.workdir or "unset",
         config_user=image.user or "unset",
     )
@@ -222,7 +225,7 @@ def assert_config(
         if wanted is not None and wanted != found
     ]
     if problems:
-        raise AssertionError(f"image {image.ref}: {'; '.join(problems)}")
+        raise AssertionError(mask_secrets(f"image {image.ref}: {'; '.join(problems)}", image.env))
 
 
 def _mode(mode: str | int) -> int:
@@ -334,6 +337,8 @@ def _content_problems(
     if pattern is not None and not pattern.search(text):
         problems.append(f"does not match /{pattern.pattern}/")
     if problems:
+        # Masked before it is cut, so a secret is masked whole.
+        text = mask_secrets(text, container.image.env)
         excerpt = text[:CONTENT_EXCERPT] + ("..." if len(text) > CONTENT_EXCERPT else "")
         problems[-1] += f" (content: {_quote(excerpt)})"
     return problems
@@ -499,7 +504,10 @@ def assert_command(
     A program the engine cannot start (not in the image, not executable, a user the container
     lacks) is a result like any other: the engine's exit code (126) is compared with
     ``exit_code``, and a failure says that the command did not run, and why, instead of showing
-    the engine's refusal as the program's output (evidence ``command_not_run``).
+    the engine's refusal as the program's output (evidence ``command_not_run``). When the
+    engine's answer is 126 with no output (engine 20.10 loses its line about an unknown user
+    on about one exec in four), the container's own ``/etc/passwd`` (and ``/etc/group`` for
+    ``user:group``) says whether ``user`` exists there.
     """
     __tracebackhide__ = True
     if isinstance(exit_code, bool) or not isinstance(exit_code, int):
@@ -527,13 +535,20 @@ def assert_command(
         ) from None
     result = container.exec(run, user=command.user or None, env=dict(command.env) or None)
     not_run = result.not_run
+    silent = not (result.stdout + result.stderr).strip()
+    if not_run is None and user and silent and result.exit_code in (126, 127):
+        not_run = _account_missing(container, user)
+    # What messages and evidence show; the expectations are matched against what came.
+    stdout, stderr = (
+        mask_secrets(text, container.image.env) for text in (result.stdout, result.stderr)
+    )
     record(
         "command",
         command=shown,
         command_user=user or "image default",
         command_exit_code=result.exit_code,
-        command_stdout=_tail(result.stdout),
-        command_stderr=_tail(result.stderr),
+        command_stdout=_tail(stdout),
+        command_stderr=_tail(stderr),
         **({"command_not_run": not_run} if not_run is not None else {}),
     )
     outputs = {"stdout": result.stdout, "stderr": result.stderr}
@@ -557,8 +572,36 @@ def assert_command(
         raise AssertionError(
             f"{where} exited with {result.exit_code}{expected}"
             + (f": {'; '.join(problems)}" if problems else "")
-            + f"\nstdout:\n{_indented(result.stdout)}\nstderr:\n{_indented(result.stderr)}"
+            + f"\nstdout:\n{_indented(stdout)}\nstderr:\n{_indented(stderr)}"
         )
+
+
+def _account_missing(container: RunningContainer, user: str) -> str | None:
+    """Why the engine could not start an exec as ``user`` (``name``, ``name:group``, ``uid``),
+    read from the container's own ``/etc/passwd`` and ``/etc/group``; ``None`` when both name
+    what ``user`` asks for (or it is numeric, which the engine takes as it is).
+
+    For an engine answer of 126 with no output, which says nothing of why: the engine resolves
+    names through these files, so a name missing there is why the program did not start.
+    """
+    name, _, group = user.partition(":")
+    for wanted, kind, table in ((name, "user", "owner"), (group, "group", "group")):
+        if not wanted or wanted.isdigit():
+            continue
+        accounts = _Accounts(container)
+        rows = accounts.users if table == "owner" else accounts.groups
+        path = ACCOUNT_TABLES[table]
+        if path in accounts.missing:
+            return (
+                f"{kind} '{wanted}' cannot be resolved: the container's {path} "
+                f"{accounts.missing[path]}, so the engine could not start it"
+            )
+        if wanted not in rows:
+            return (
+                f"{kind} '{wanted}' is not in {path} of the container, so the engine could not "
+                "start it"
+            )
+    return None
 
 
 def _code_hint(found: int, expected: int) -> str:
