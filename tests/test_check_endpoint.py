@@ -287,6 +287,7 @@ def test_a_redirect_is_an_answer_shown_with_its_location(routes, location) -> No
 
 
 def test_a_secret_in_the_body_or_location_is_masked_in_message_and_evidence(routes) -> None:
+    token = "ghp_" + "a1" * 18  # a credential format, in no ENV value
     container = routes(
         {
             "/health": [503, {}, '{"pw": "{DB_PASSWORD}"}'],
@@ -294,19 +295,21 @@ def test_a_secret_in_the_body_or_location_is_masked_in_message_and_evidence(rout
             # of it shows than the mask's own prefix.
             "/long": [503, {}, json.dumps({"pad": "x" * 270, "pw": "{DB_PASSWORD}"})],
             "/login": [302, {"Location": "/sso?token={DB_PASSWORD}"}, ""],
+            "/token": [503, {}, f"token {token}"],
         }
     )
-    for path, shown in (
-        ("/health", f'{{"pw": "{MASKED}"}}'),
-        ("/long", SECRET[:4]),
-        ("/login", f"(Location: /sso?token={MASKED})"),
+    for path, shown, secret in (
+        ("/health", f'{{"pw": "{MASKED}"}}', SECRET),
+        ("/long", SECRET[:4], SECRET),
+        ("/login", f"(Location: /sso?token={MASKED})", SECRET),
+        ("/token", "token ghp_… (40 chars)", token),
     ):
         with collecting() as evidence, pytest.raises(AssertionError) as failure:
             assert_endpoint_ready(container, path, timeout="1s")
         facts = evidence[0].facts
         seen = f"{failure.value}\n{facts['final_body']}\n{facts['final_location']}"
         assert shown in seen, path
-        assert SECRET[:5] not in seen, path
+        assert secret[:5] not in seen, path
     # The answer a test gets back is the service's own.
     answer = assert_endpoint_ready(container, "/health", status=503)
     assert SECRET in answer.body
@@ -439,7 +442,7 @@ def test_read_only_root_service_is_ready_with_a_tmpfs(pytester, service_image, c
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*exited with code 1 before /health/ready answered; last log lines:*",
+            "*exited with code 1*; last log lines:*",
             "*Read-only file system: '/srv/state'*",
         ]
     )

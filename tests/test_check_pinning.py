@@ -91,6 +91,47 @@ def test_every_unpinned_reference_is_listed_including_copy_from_and_mount_from()
     ]
 
 
+@pytest.mark.parametrize(
+    ("reference", "why"),
+    [
+        ("python@sha256:abc123", "6 hex digits, a sha256 digest has 64"),
+        ("python@sha256:" + "A" * 64, "uppercase hex digits, a digest has lowercase ones"),
+        ("python:3.12@sha256:" + "g" * 64, "characters that are not hex digits"),
+        ("python@sha256:" + "a" * 65, "65 hex digits, a sha256 digest has 64"),
+        ("python@md5:" + "a" * 32, "md5 is not a digest algorithm (sha256, sha384, sha512)"),
+        ("python@" + "a" * 64, f'"{"a" * 64}" has no algorithm'),
+    ],
+)
+def test_malformed_digest_is_named_as_such_with_the_form_of_a_digest(reference, why) -> None:
+    with collecting() as evidence, pytest.raises(AssertionError) as failure:
+        _pinned(f"FROM {reference}\n")
+    assert str(failure.value) == (
+        f"Dockerfile:1 FROM {reference} has a malformed digest ({why}): a digest is sha256: "
+        "and 64 lowercase hex digits (0-9, a-f); docker inspect --format "
+        "'{{index .RepoDigests 0}}' NAME shows it"
+    )
+    assert (evidence[0].facts["malformed_digests"], evidence[0].facts["unpinned"]) == (1, 0)
+
+
+def test_malformed_digest_from_an_arg_names_the_arg_and_is_listed_with_unpinned_ones() -> None:
+    text = "ARG DIGEST=abc123\nFROM python@sha256:${DIGEST}\nCOPY --from=nginx:latest / /\n"
+    with pytest.raises(AssertionError) as failure:
+        _pinned(text)
+    assert str(failure.value).splitlines() == [
+        "2 base images are not pinned by a well-formed digest:",
+        "  Dockerfile:2 FROM python@sha256:abc123 has a malformed digest (6 hex digits, a sha256 "
+        "digest has 64) (ARG DIGEST=abc123): a digest is sha256: and 64 lowercase hex digits "
+        "(0-9, a-f)",
+        "  Dockerfile:3 COPY nginx:latest is not pinned by digest",
+        "pin each as NAME@sha256:<digest> (docker inspect --format '{{index .RepoDigests 0}}' "
+        "NAME shows it)",
+    ]
+
+
+def test_other_oci_digest_algorithms_pin_too() -> None:
+    _pinned(f"FROM python@sha512:{'a' * 128}\nCOPY --from=tool@sha384:{'b' * 96} / /\n")
+
+
 def test_allow_exempts_a_reference_on_purpose_and_records_it() -> None:
     with collecting() as evidence:
         _pinned("FROM internal/base:dev\n", allow=["internal/base:dev"])

@@ -68,6 +68,61 @@ def shell_less(engine, build_image, busybox):
     engine.remove(container)
 
 
+#: A secret ENV value of the ``leaky`` image, and how messages and evidence show it.
+SECRET, MASKED = "Zq8vLw3pXr7tKm2N", "Zq8v… (16 chars)"
+
+
+@pytest.fixture(scope="module")
+def leaky(engine, build_image, busybox):
+    """A running container of an image whose secret ENV value shows up in its label, its
+    entrypoint, a file and a command's output."""
+    ref = build_image(
+        f"FROM {busybox}\n"
+        f"ENV DB_PASSWORD={SECRET}\n"
+        f"LABEL leak={SECRET}\n"
+        f"RUN mkdir /app && echo DB_PASSWORD={SECRET} > /app/.env\n"
+        f'ENTRYPOINT ["sh", "-c", "exec sleep 3600", "{SECRET}"]\n'
+    )
+    container = engine.run(engine.image(ref))
+    yield container
+    engine.remove(container)
+
+
+def _leaked(text: str) -> bool:
+    """Whether more of SECRET shows in ``text`` than its mask's own prefix."""
+    return SECRET[:5] in text
+
+
+def test_a_secret_env_value_is_masked_in_env_label_and_config_failures(leaky) -> None:
+    image = leaky.image
+    for check, expectation in (
+        (assert_env, {"DB_PASSWORD": "other"}),
+        (assert_labels, {"leak": "other"}),
+    ):
+        with collecting() as evidence, pytest.raises(AssertionError) as failure:
+            check(image, expectation)
+        seen = f"{failure.value}\n{evidence[0].facts}"
+        assert f'"{MASKED}"' in str(failure.value)
+        assert not _leaked(seen)
+    with collecting() as evidence, pytest.raises(AssertionError) as failure:
+        assert_config(image, entrypoint=["sleep", "3600"])
+    assert MASKED in str(failure.value)
+    assert not _leaked(f"{failure.value}\n{evidence[0].facts}")
+
+
+def test_a_secret_env_value_is_masked_in_command_output_and_file_content(leaky) -> None:
+    with collecting() as evidence, pytest.raises(AssertionError) as failure:
+        assert_command(leaky, ["sh", "-c", "echo $DB_PASSWORD"], stdout_contains="nope")
+    assert f"stdout:\n  {MASKED}" in str(failure.value)
+    assert not _leaked(f"{failure.value}\n{evidence[0].facts}")
+    # Matching is on what came, not on what is shown.
+    assert_command(leaky, ["sh", "-c", "echo $DB_PASSWORD"], stdout_contains=SECRET)
+    with pytest.raises(AssertionError) as failure:
+        assert_file(leaky, "/app/.env", contains="nope")
+    assert f"DB_PASSWORD={MASKED}" in str(failure.value)
+    assert not _leaked(str(failure.value))
+
+
 # ENV and labels
 
 

@@ -244,6 +244,72 @@ def test_exec_result_names_a_user_the_container_lacks() -> None:
     assert ExecResult(["true"], 126, "", "").not_run is None  # the line lost: nothing says why
 
 
+def test_command_as_a_user_the_container_lacks_says_it_did_not_run(plain) -> None:
+    # Engine 20.10 answers with its "unable to find user" line, or (about one exec in four)
+    # with 126 and no output: either way the message says the command did not run. Eight
+    # tries meet a lost line nine times in ten.
+    for _ in range(8):
+        with collecting() as evidence, pytest.raises(AssertionError) as failure:
+            assert_command(plain, ["id", "-u"], user="ghost")
+        message = str(failure.value)
+        assert message.startswith(
+            f"command `id -u` as ghost in container {plain.name} of {plain.image.ref} did not "
+            "run: user "
+        )
+        assert "ghost" in evidence[0].facts["command_not_run"]
+
+
+@pytest.mark.parametrize(
+    ("user", "why"),
+    [
+        ("ghost", "user 'ghost' is not in /etc/passwd of the container"),
+        ("svc:ghosts", "group 'ghosts' is not in /etc/group of the container"),
+        ("ghost:1000", "user 'ghost' is not in /etc/passwd of the container"),
+    ],
+)
+def test_command_whose_engine_answer_lost_the_reason_reads_passwd_to_say_it_did_not_run(
+    plain, user, why
+) -> None:
+    # The exec as the engine answers it one time in four (126, no output), served as a batch
+    # serves results; /etc/passwd and /etc/group are read from the real container.
+    lost = ExecResult(["id", "-u"], 126, "", "")
+    view = plain.serving({command_of(["id", "-u"], user=user): lost})
+    with collecting() as evidence, pytest.raises(AssertionError) as failure:
+        assert_command(view, ["id", "-u"], user=user)
+    assert str(failure.value) == (
+        f"command `id -u` as {user} in container {plain.name} of {plain.image.ref} did not run: "
+        f"{why}, so the engine could not start it; the engine answered exit code 126, expected 0"
+    )
+    assert evidence[0].facts["command_not_run"] == f"{why}, so the engine could not start it"
+
+
+def test_command_whose_engine_answer_lost_the_reason_without_passwd_says_so(
+    build_image, busybox, started
+) -> None:
+    ref = build_image(
+        f"FROM {busybox} AS tools\nFROM scratch\nCOPY --from=tools /bin/busybox /bin/sleep\n"
+    )
+    container = started(ref, command=["/bin/sleep", "600"], entrypoint=[])
+    view = container.serving({command_of(["true"], user="svc"): ExecResult(["true"], 126, "", "")})
+    with pytest.raises(AssertionError) as failure:
+        assert_command(view, ["true"], user="svc")
+    assert (
+        "did not run: user 'svc' cannot be resolved: the container's /etc/passwd does not "
+        "exist, so the engine could not start it"
+    ) in str(failure.value)
+
+
+@pytest.mark.parametrize("user", ["svc", "1234", "svc:svc"])
+def test_command_whose_lost_answer_names_a_user_the_container_has_claims_nothing(
+    plain, user
+) -> None:
+    view = plain.serving({command_of(["true"], user=user): ExecResult(["true"], 126, "", "")})
+    with collecting() as evidence, pytest.raises(AssertionError) as failure:
+        assert_command(view, ["true"], user=user)
+    assert "exited with 126, expected 0" in str(failure.value)
+    assert "command_not_run" not in evidence[0].facts
+
+
 def test_command_in_a_batch_says_the_same_as_alone(plain) -> None:
     commands = [command_of(["true"]), command_of(["curl", "--version"]), command_of(["true"])]
     view = plain.serving(dict(zip(commands, plain.exec_batch(commands), strict=True)))
@@ -354,6 +420,65 @@ def test_healthy_says_the_probe_cannot_run_rather_than_the_service_is_unhealthy(
     with pytest.raises(AssertionError) as failure:
         assert_healthy(container, timeout="30s")
     assert f"the engine cannot run its HEALTHCHECK probe {refusal}" in str(failure.value)
+
+
+@pytest.mark.parametrize(
+    ("base", "healthcheck", "said"),
+    [
+        (
+            "busybox",
+            "CMD curl -f http://localhost:8080/ || exit 1",
+            "/bin/sh: curl: not found; exit 1",
+        ),
+        ("busybox", "CMD curl -f http://localhost:8080/", "/bin/sh: curl: not found; exit 127"),
+        (
+            "debian",
+            "CMD curl -f http://localhost:8080/ || wget -q http://localhost:8080/ || exit 1",
+            "/bin/sh: 1: curl: not found; /bin/sh: 1: wget: not found; exit 1",
+        ),
+        (
+            "debian",
+            'CMD ["bash", "-c", "curl -f http://localhost:8080/"]',
+            "bash: line 1: curl: command not found; exit 127",
+        ),
+    ],
+    ids=["busybox-exit-1", "busybox-127", "dash-two-programs", "bash-exec-form"],
+)
+def test_healthy_says_a_shell_that_found_no_program_never_probed_the_service(
+    build_image, busybox, debian, started, base, healthcheck, said
+) -> None:
+    ref = build_image(
+        f"FROM {busybox if base == 'busybox' else debian}\n"
+        f"HEALTHCHECK --interval=1s --timeout=1s --retries=1 {healthcheck}\n"
+        'ENTRYPOINT ["sleep", "600"]\n'
+    )
+    container = started(ref)
+    with pytest.raises(AssertionError) as failure:
+        assert_healthy(container, timeout="30s")
+    programs = "curl or wget" if "wget" in said else "curl"
+    form = "CMD" if healthcheck.startswith("CMD [") else "CMD-SHELL"
+    assert (
+        f"turned unhealthy (`{container.image.healthcheck.command}`): its HEALTHCHECK probe "
+        f"({form}) could not run: its shell found no {programs} in the container ({said}), so "
+        f"the service itself was never probed; install {programs} in the image, or probe with "
+        "a program the image has; last probes:\n"
+    ) in str(failure.value)
+
+
+def test_healthy_with_a_probe_that_ran_and_failed_does_not_say_it_never_probed(
+    build_image, busybox, started
+) -> None:
+    ref = build_image(
+        f"FROM {busybox}\nHEALTHCHECK --interval=1s --timeout=1s --retries=1 "
+        "CMD wget -q -O /dev/null http://127.0.0.1:1/ || exit 1\n"
+        'ENTRYPOINT ["sleep", "600"]\n'
+    )
+    container = started(ref)
+    with pytest.raises(AssertionError) as failure:
+        assert_healthy(container, timeout="30s")
+    message = str(failure.value)
+    assert "last probes:\n  exit 1: wget: can't connect to remote host" in message
+    assert "never probed" not in message
 
 
 # CUDA: a compiler or interpreter that cannot run is not measured

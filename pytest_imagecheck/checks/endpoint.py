@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from ..container import ExecResult, health_of, stop_reason
 from ..errors import ImageCheckError
 from ..evidence import record
-from ..secret_rules import mask_secrets
+from ..secret_rules import mask_text
 from ..text import shorten
 from ..units import format_duration, parse_duration
 
@@ -109,6 +109,8 @@ def fetch(url: str, seconds: float) -> Answer:
     ends = time.monotonic() + seconds
     late = f"timed out after {shown_seconds(seconds)}"
     parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return Answer(None, "", error=f"{url} is not an http(s) URL")
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connection = kind(parts.hostname, parts.port, timeout=max(ends - time.monotonic(), 1e-3))
     response: http.client.HTTPResponse | None = None
@@ -254,7 +256,7 @@ def probe_lines(container: RunningContainer, last: int = 3) -> str:
     """
     lines = []
     for probe in container.health_log[-last:]:
-        text = mask_secrets(probe.output.strip(), container.image.env)
+        text = mask_text(probe.output.strip(), container.image.env)
         output = [line for line in text.splitlines() if line.strip()]
         lines.append(f"  exit {probe.exit_code}: {output[-1][-200:] if output else '(no output)'}")
     return "\n".join(lines) or "  (no probes logged)"
@@ -370,7 +372,7 @@ def assert_endpoint_ready(
     env = container.image.env
 
     def masked(text: str) -> str:
-        return mask_secrets(text, env)
+        return mask_text(text, env)
 
     url = container.url(port if port is not None else default_port(container), path)
     attempts = 0

@@ -137,7 +137,8 @@ def _problem(dockerfile: Dockerfile, ref: BaseReference, platforms: list[str]) -
     """The failure line for ``ref`` as resolved in ``dockerfile``, or None when it is pinned.
 
     A malformed digest is its own failure, with the form of a digest: the reference is
-    meant to be pinned, and the engine refuses it (``invalid reference format``).
+    meant to be pinned, and the engine refuses to pull it (``invalid reference format``,
+    ``invalid checksum digest format``).
 
     ``platforms`` are named in the line (``on linux/arm64``) when the verdict is theirs only.
     """

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from ..batch import Command
 from ..errors import ImageCheckError
 from ..evidence import record
-from ..secret_rules import mask_secrets
+from ..secret_rules import mask_text
 from .user import parse_table
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _mismatches(
 
 
 def _found(found: Mapping[str, str], names: Iterable[str], env: Mapping[str, str]) -> list[str]:
-    return [mask_secrets(f"{n}={found[n]}", env) if n in found else f"{n} unset" for n in names]
+    return [mask_text(f"{n}={found[n]}", env) if n in found else f"{n} unset" for n in names]
 
 
 def assert_env(image: ImageUnderTest, expected: Mapping[str, str | None]) -> None:
@@ -112,7 +112,7 @@ def assert_env(image: ImageUnderTest, expected: Mapping[str, str | None]) -> Non
     problems = _mismatches("ENV", image.env, expected)
     record("env", env=_found(image.env, expected, image.env), env_mismatches=len(problems))
     if problems:
-        raise AssertionError(mask_secrets(f"image {image.ref}: {'; '.join(problems)}", image.env))
+        raise AssertionError(mask_text(f"image {image.ref}: {'; '.join(problems)}", image.env))
 
 
 def assert_labels(image: ImageUnderTest, expected: Mapping[str, str | None]) -> None:
@@ -126,7 +126,7 @@ def assert_labels(image: ImageUnderTest, expected: Mapping[str, str | None]) -> 
         "labels", labels=_found(image.labels, expected, image.env), label_mismatches=len(problems)
     )
     if problems:
-        raise AssertionError(mask_secrets(f"image {image.ref}: {'; '.join(problems)}", image.env))
+        raise AssertionError(mask_text(f"image {image.ref}: {'; '.join(problems)}", image.env))
 
 
 def _port(port: int | str) -> str:
@@ -209,8 +209,8 @@ def assert_config(
     found_entrypoint, found_cmd = image.entrypoint or [], image.cmd or []
     record(
         "config",
-        config_entrypoint=mask_secrets(_shown(found_entrypoint), image.env),
-        config_cmd=mask_secrets(_shown(found_cmd), image.env),
+        config_entrypoint=mask_text(_shown(found_entrypoint), image.env),
+        config_cmd=mask_text(_shown(found_cmd), image.env),
         config_workdir=image.workdir or "unset",
         config_user=image.user or "unset",
     )
@@ -225,7 +225,7 @@ def assert_config(
         if wanted is not None and wanted != found
     ]
     if problems:
-        raise AssertionError(mask_secrets(f"image {image.ref}: {'; '.join(problems)}", image.env))
+        raise AssertionError(mask_text(f"image {image.ref}: {'; '.join(problems)}", image.env))
 
 
 def _mode(mode: str | int) -> int:
@@ -338,7 +338,7 @@ def _content_problems(
         problems.append(f"does not match /{pattern.pattern}/")
     if problems:
         # Masked before it is cut, so a secret is masked whole.
-        text = mask_secrets(text, container.image.env)
+        text = mask_text(text, container.image.env)
         excerpt = text[:CONTENT_EXCERPT] + ("..." if len(text) > CONTENT_EXCERPT else "")
         problems[-1] += f" (content: {_quote(excerpt)})"
     return problems
@@ -540,7 +540,7 @@ def assert_command(
         not_run = _account_missing(container, user)
     # What messages and evidence show; the expectations are matched against what came.
     stdout, stderr = (
-        mask_secrets(text, container.image.env) for text in (result.stdout, result.stderr)
+        mask_text(text, container.image.env) for text in (result.stdout, result.stderr)
     )
     record(
         "command",
