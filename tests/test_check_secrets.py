@@ -36,6 +36,7 @@ from pytest_imagecheck.errors import ImageCheckError
 from pytest_imagecheck.evidence import Evidence, as_text, collecting
 from pytest_imagecheck.image import ImageUnderTest
 from pytest_imagecheck.layers import final_filesystem
+from pytest_imagecheck.secret_rules import mask_text
 
 DOCKER_CLI = "/usr/bin/docker"
 Findings = Callable[[ImageUnderTest], dict[str, Finding]]
@@ -58,19 +59,72 @@ NETRC_PASSWORD = "N3tRc-Passw0rd-xyz"
 NPM_TOKEN = "npm_FakeNpmToken0123456789abcdefABCDEF"
 PYPI_TOKEN = "pypi-AgEIcHlwaS5vcmcFAKEFAKEFAKE0123456789"
 DOCKER_AUTH = base64.b64encode(b"deploy:D0cker-Passw0rd").decode()
+# Issue 12: vendor formats under names that say nothing (fake, in each vendor's real shape)
+STRIPE_KEY = "sk_live_51NzFAKEq8vLw3pXr7tKm2NqQa9Bc4De"
+GOOGLE_KEY = "AIzaSyFAKE-q8vLw3pXr7tKm2NqQa9Bc4De5Fg6"
+GITLAB_TOKEN = "glpat-FAKEq8vLw3pXr7tKm2Nq"
+ANTHROPIC_KEY = (
+    "sk-ant-api03-FAKEq8vLw3pXr7tKm2NqQa9Bc4De5Fg6Hi7Jk8Lm9No0Pq1Rs2Tu3Vw4Xy5Za6-AbCdEfAA"
+)
+HF_TOKEN = "hf_FAKEqvLwpXrtKmNqQaBcDeFgHiJkLmNoPq"
+NPM_ACCESS_TOKEN = "npm_FAKEq8vLw3pXr7tKm2NqQa9Bc4De5Fg6Hi7J"
+PYPI_API_TOKEN = "pypi-AgEIcHlwaS5vcmcCJFAKEq8vLw3pXr7tKm2NqQa9Bc4De5Fg6Hi7Jk8Lm9No0Pq1Rs"
+SENDGRID_KEY = "SG.FAKEq8vLw3pXr7tKm2NqQa.9Bc4De5Fg6Hi7Jk8Lm9No0Pq1Rs2Tu3Vw4Xy5Za6Bc7"
+DOCKER_HUB_TOKEN = "dckr_pat_FAKEq8vLw3pXr7tKm2NqQa9Bc4D"
+GRAFANA_TOKEN = "glsa_FAKEq8vLw3pXr7tKm2NqQa9Bc4De5Fg6_0a1b2c3d"
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJzdmMtcmVwb3J0cyIsInNjb3BlIjoicmVwb3J0czp3"
+    "cml0ZSIsImlhdCI6MTcwMDAwMDAwMH0.Fk2q8Zl0pV3xR9wTcY7bN1mJ4hD6sG5aE2uK8oL0iQw"
+)
+# Supabase's anon key: a JWT meant to be public ({"role": "anon"} in its payload)
+ANON_JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJlZiI6ImFiY2RlZmdoaWprbG1u"
+    "b3BxcnN0Iiwicm9sZSI6ImFub24iLCJpYXQiOjE3MDAwMDAwMDAsImV4cCI6MjAwMDAwMDAwMH0"
+    ".Fk2q8Zl0pV3xR9wTcY7bN1mJ4hD6sG5aE2uK8oL0iQw"
+)
+BASIC_AUTH = base64.b64encode(b"app:Zq8vLw3pXr7tKm").decode()
+SLACK_WEBHOOK = "https://hooks.slack.com/services/T0FAKE123/B0FAKE456/q8vLw3pXr7tKm2NqQa9Bc4De"
+DISCORD_WEBHOOK = (
+    "https://discord.com/api/webhooks/1234567890123456789/"
+    "FAKEq8vLw3pXr7tKm2NqQa9Bc4De5Fg6Hi7Jk8Lm9No0Pq1Rs2Tu3Vw4Xy5Za6Bc7De8"
+)
+SENTRY_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+FILE_NAMED_SECRET = "Zq8vLw3pXr7tKm2NqQ"
+REDIS_PASSWORD = "S3cr3tRedisPw"
 
 # name -> (value, the rule it breaks)
 LEAKY_ENV = {
     "AWS_ACCESS_KEY_ID": (AWS_KEY_ID, "aws-access-key"),
     "AWS_SECRET_ACCESS_KEY": (AWS_SECRET, "secret-env-name"),
     "DB_PASSWORD": (DB_PASSWORD, "secret-env-name"),
-    "OPENAI_API_KEY": (OPENAI_KEY, "secret-env-name"),
+    "OPENAI_API_KEY": (OPENAI_KEY, "openai-api-key"),
     "mysqlRootPassword": (ROOT_PASSWORD, "secret-env-name"),
     "REPO_AUTH": (GITHUB_TOKEN, "github-token"),
     "FINE_GRAINED": (GITHUB_PAT, "github-token"),
     "NOTIFY_HOOK": (SLACK_TOKEN, "slack-token"),
     "TLS_MATERIAL": (PEM_IN_ENV, "private-key"),
     "DATABASE_URL": (f"postgres://app:{URL_PASSWORD}@db:5432/app", "url-credentials"),
+    # issue 12
+    "PAYMENTS": (STRIPE_KEY, "stripe-key"),
+    "STRIPE_KEY": (STRIPE_KEY.replace("sk_live_", "rk_live_"), "stripe-key"),
+    "MAPS": (GOOGLE_KEY, "google-api-key"),
+    "CI_CLONE": (GITLAB_TOKEN, "gitlab-token"),
+    "ASSISTANT": (ANTHROPIC_KEY, "anthropic-api-key"),
+    "HUB": (HF_TOKEN, "huggingface-token"),
+    "PUBLISH_WITH": (NPM_ACCESS_TOKEN, "npm-token"),
+    "UPLOAD_WITH": (PYPI_API_TOKEN, "pypi-token"),
+    "MAILER": (SENDGRID_KEY, "sendgrid-api-key"),
+    "REGISTRY_LOGIN": (DOCKER_HUB_TOKEN, "docker-hub-token"),
+    "DASHBOARDS": (GRAFANA_TOKEN, "service-token"),
+    "UPSTREAM_AUTHORIZATION": (f"Bearer {JWT}", "jwt"),
+    "CURL_HEADERS": (f"Authorization: Basic {BASIC_AUTH}", "authorization-header"),
+    "SLACK_WEBHOOK": (SLACK_WEBHOOK, "slack-webhook"),
+    "DISCORD_HOOK": (DISCORD_WEBHOOK, "discord-webhook"),
+    "SENTRY_DSN": (f"https://{SENTRY_KEY}@o123456.ingest.sentry.io/4505123", "sentry-dsn"),
+    "SECRET_KEY_FILE": (FILE_NAMED_SECRET, "secret-env-name"),
+    "PASSWORD_PATH": (FILE_NAMED_SECRET, "secret-env-name"),
+    "CACHE_URL": (f"redis://:{REDIS_PASSWORD}@redis:6379/0", "url-credentials"),
+    "APP_OPTS": (f"--db-password={FILE_NAMED_SECRET}", "secret-option"),
 }
 
 HARMLESS_ENV = {
@@ -91,6 +145,21 @@ HARMLESS_ENV = {
     "JWT_TOKEN_TTL": "3600",
     "DATABASE_URL": "postgres://app:${DB_PASSWORD}@db:5432/app",
     "REDIS_URL": "redis://cache:6379/0",
+    # issue 12: settings about a secret, and look-alikes of the new formats
+    "PASSWORD_CHARSET": "alphanumeric",
+    "SECRET_ENGINE": "kv-v2",
+    "AUTH_PASSWORD_VALIDATORS": ("django.contrib.auth.password_validation.MinimumLengthValidator"),
+    "TOKEN_STORAGE": "redis",
+    "GITHUB_TOKEN_PERMISSIONS": "contents-read",
+    "SECRET_REF": "projects/123/secrets/db/versions/latest",
+    "SECRET_KEY_FILE": "/run/secrets/django",
+    "CACHE_URL": "redis://:${REDIS_PASSWORD}@redis:6379/0",
+    "STRIPE_PK": "pk_live_51NzFAKEq8vLw3pXr7tKm2NqQa9Bc4De",
+    "NEXT_PUBLIC_SUPABASE_ANON_KEY": ANON_JWT,
+    "SKLEARN_VERSION": "sk-1.4.2",
+    "UPSTREAM_AUTHORIZATION": "Bearer ${API_TOKEN}",
+    "CATALINA_OPTS": "-Djavax.net.ssl.keyStorePassword=changeit",
+    "APP_ARGS": "--password-file=/run/secrets/db",
 }
 
 
@@ -607,3 +676,120 @@ def test_every_rule_has_a_case_that_fires() -> None:
     fired = {rule for _, rule in LEAKY_ENV.values()} | set(FILE_CASES.values())
     fired |= {"secret-build-arg", "url-credentials", "github-token"}  # the history tests
     assert fired == {rule.name for rule in RULES}
+
+
+# Credential formats in a RUN command (issue 12's formats are looked for in the history too)
+
+
+@pytest.fixture(scope="module")
+def history_formats(build: Callable[..., ImageUnderTest], busybox: str) -> ImageUnderTest:
+    return build(
+        "history-formats",
+        f"FROM {busybox}\n"
+        f"RUN echo {STRIPE_KEY} > /dev/null\n"
+        f'RUN wget -q --header "Authorization: Bearer {JWT}" -O /dev/null http://127.0.0.1:1/'
+        " || true\n"
+        'RUN wget -q --header "Authorization: Bearer ${API_TOKEN}" -O /dev/null'
+        " http://127.0.0.1:1/ || true\n",
+    )
+
+
+def test_new_credential_formats_in_run_commands_fire_masked(
+    history_formats: ImageUnderTest, findings: Findings
+) -> None:
+    found = findings(history_formats)
+    steps = {
+        rule: next(s for s in history_formats.layers if needle in s.created_by)
+        for rule, needle in (("stripe-key", STRIPE_KEY), ("jwt", JWT))
+    }
+    assert sorted(found) == sorted(f"history:step-{step.index}" for step in steps.values())
+    for rule, step in steps.items():
+        finding = found[f"history:step-{step.index}"]
+        assert finding.rule == rule
+        assert STRIPE_KEY not in finding.where and JWT not in finding.where
+    stripe = found[f"history:step-{steps['stripe-key'].index}"].where
+    assert stripe.startswith(f"{mask(STRIPE_KEY)} in history step ")
+    assert stripe.endswith(f"(RUN echo {mask(STRIPE_KEY)} > /dev/null)")
+
+
+# mask_text: what evidence and log tails may show
+
+
+def test_mask_text_masks_every_credential_format_of_the_rules() -> None:
+    formats = {rule.name for rule in RULES if rule.pattern is not None}
+    values = [value for value, rule in LEAKY_ENV.values() if rule in formats]
+    assert len(values) >= len(formats)
+    # A key with no END line is masked to the end of the text: it goes last.
+    values.sort(key=lambda value: value.startswith("-----BEGIN"))
+    text = "\n".join(f"log: using {value} now" for value in values)
+    shown = mask_text(text, {})
+    assert shown.count("log: using ") == len(values)
+    # Nothing of a secret shows past its first 4 characters; a URL shows all but its password.
+    urls = ("url-credentials", "sentry-dsn")
+    tails = [value[-8:] for value, rule in LEAKY_ENV.values() if rule in formats - set(urls)]
+    assert [tail for tail in tails if tail in shown] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (f"Bearer {JWT}", f"Bearer {mask(JWT)}"),
+        (f"Authorization: Basic {BASIC_AUTH}", f"Authorization: Basic {mask(BASIC_AUTH)}"),
+        (
+            f"https://{SENTRY_KEY}:{SENTRY_KEY}@sentry.example.com/7",
+            f"https://{mask(SENTRY_KEY + ':' + SENTRY_KEY)}@sentry.example.com/7",
+        ),
+        (f"hook {SLACK_WEBHOOK}", f"hook {mask(SLACK_WEBHOOK)}"),
+    ],
+)
+def test_mask_text_shows_of_a_credential_only_what_is_not_secret(text: str, shown: str) -> None:
+    assert mask_text(text, {}) == shown
+
+
+def test_mask_text_masks_the_images_secret_env_values_and_no_other() -> None:
+    env = {"DB_PASSWORD": DB_PASSWORD, "KEYBOARD": "us", "PASSWORD_MIN_LENGTH": "12"}
+    text = f"connect db as app/{DB_PASSWORD} (keyboard us, min length 12)"
+    assert mask_text(text, env) == (
+        f"connect db as app/{mask(DB_PASSWORD)} (keyboard us, min length 12)"
+    )
+
+
+def test_mask_text_shows_a_urls_user_and_host_and_masks_its_password() -> None:
+    text = f"retrying redis://:{REDIS_PASSWORD}@redis:6379/0 and postgres://app:{URL_PASSWORD}@db"
+    assert mask_text(text, {}) == (
+        f"retrying redis://:{mask(REDIS_PASSWORD)}@redis:6379/0"
+        f" and postgres://app:{mask(URL_PASSWORD)}@db"
+    )
+
+
+def test_mask_text_masks_a_key_block_whole_or_to_the_end_of_a_cut_text(
+    keys: dict[str, bytes],
+) -> None:
+    pem = keys["server.key"].decode()
+    block = pem.rstrip("\n")
+    assert mask_text(f"a\n{pem}b", {}) == (
+        f"a\n-----BEGIN PRIVATE KEY----- … ({len(block)} chars, masked)\nb"
+    )
+    cut = pem[:170]
+    assert (
+        mask_text(f"head: {cut}", {}) == "head: -----BEGIN PRIVATE KEY----- … (170 chars, masked)"
+    )
+    openssh = keys["id_rsa"].decode()
+    assert _key_body(keys["id_rsa"]) not in mask_text(openssh, {})
+
+
+def test_mask_text_masks_overlapping_secrets_as_one() -> None:
+    # The ENV value is a part of a token: the whole token goes, not just that part.
+    env = {"API_TOKEN": STRIPE_KEY[8:24]}
+    assert mask_text(f"key {STRIPE_KEY}.", env) == f"key {mask(STRIPE_KEY)}."
+
+
+def test_mask_text_leaves_public_look_alikes_and_certificates_alone(
+    keys: dict[str, bytes],
+) -> None:
+    text = (
+        "pk_live_51NzFAKEq8vLw3pXr7tKm2NqQa9Bc4De sk-1.4.2 TOKEN_TYPE=Bearer "
+        f"{ANON_JWT} Authorization: Bearer ${{API_TOKEN}} hf_hub_download\n"
+        + keys["public.pem"].decode()
+    )
+    assert mask_text(text, {"TOKEN_TYPE": "Bearer"}) == text

@@ -22,7 +22,12 @@ import pytest
 from pytest_imagecheck.checks.secrets import assert_no_secrets, find_secrets, mask
 from pytest_imagecheck.engine import Engine
 from pytest_imagecheck.image import ImageUnderTest
-from pytest_imagecheck.secret_rules import is_secret_name, is_setting_value, rule_for
+from pytest_imagecheck.secret_rules import (
+    credential_formats,
+    is_secret_name,
+    is_setting_value,
+    rule_for,
+)
 
 CORPUS = Path(__file__).with_name("secrets_corpus.txt")
 _LINE = re.compile(r"(secret|clean)\s+ENV ([A-Za-z_][A-Za-z0-9_]*)(?:=| )(.*)")
@@ -110,6 +115,16 @@ def test_corpus_counts_match_the_module_docstring() -> None:
         "AUTH_TOKEN_MAX_AGE",
         "STRIPE_PUBLISHABLE_KEY",
         "PASS_MAX_DAYS",
+        # issue 12
+        "PASSWORD_CHARSET",
+        "SECRET_ENGINE",
+        "AUTH_PASSWORD_VALIDATORS",
+        "TOKEN_STORAGE",
+        "GITHUB_TOKEN_PERMISSIONS",
+        "SECRET_REF",
+        "SECRET_MANAGER",
+        "SESSION_SECRET_ROTATE",
+        "PASSWORD_REQUIREMENTS",
     ],
 )
 def test_a_setting_about_a_secret_is_not_named_as_one(name: str) -> None:
@@ -128,6 +143,8 @@ def test_a_setting_about_a_secret_is_not_named_as_one(name: str) -> None:
         "PASSWORD_RESET_SECRET",
         "mysqlRootPassword",
         "AIRFLOW__CORE__FERNET_KEY",
+        "AZURE_STORAGE_ACCOUNT_KEY",
+        "DJANGO_SECRET_KEY_FALLBACKS",
     ],
 )
 def test_a_name_that_holds_a_secret_is_named_as_one(name: str) -> None:
@@ -152,6 +169,107 @@ def test_algorithm_mode_and_quantity_values_are_settings(value: str) -> None:
 )
 def test_word_like_and_numeric_passwords_are_not_settings(value: str) -> None:
     assert not is_setting_value(value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "secret"),
+    [
+        ("SECRET_KEY_FILE", "Zq8vLw3pXr7tKm2NqQ", True),
+        ("PASSWORD_PATH", "Zq8vLw3pXr7tKm2NqQ", True),
+        ("API_KEY_FILE", "8f14e45fceea167a5a36dedd4bea2543", True),
+        ("AUTH_TOKEN_URL", "Zq8vLw3pXr7tKm2NqQx", True),
+        ("SECRET_KEY_FILE", "/run/secrets/django", False),
+        ("SECRET_KEY_FILE", "secrets/django.key", False),
+        ("PASSWORD_FILE", "db_password", False),
+        ("GITHUB_TOKEN_FILE", ".github_token", False),
+        ("TOKEN_URL", "https://auth.example.com/oauth/token", False),
+        ("TOKEN_AUTH_URL", "auth.example.com/oauth2/token", False),
+        ("VAULT_TOKEN_PATH", "${HOME}/.vault-token", False),
+        ("PASSWORD_FILE", "", False),
+    ],
+)
+def test_a_name_that_says_where_a_secret_is_is_exempt_only_while_its_value_is_a_place(
+    name: str, value: str, secret: bool
+) -> None:
+    assert (rule_for(name, value, "secret-env-name") == "secret-env-name") is secret
+
+
+@pytest.mark.parametrize(
+    ("value", "secret"),
+    [
+        ("--db-password=Zq8vLw3pXr7tKm2NqQ", True),
+        ("-Xmx1g -Dspring.datasource.password=Zk3Lw9pQ2mXv", True),
+        ("--user=app --password=Zk3Lw9pQ2mXv", True),
+        ("https://api.example.com/hook?access_token=Zq8vLw3pXr7tKm2NqQ", True),
+        ("X-Api-Key: 8f14e45fceea167a5a36dedd4bea2543", True),
+        ('{"db_password": "Zk3Lw9pQ2mXv"}', True),
+        ("Server=db;Database=app;User Id=sa;Password=Zk3Lw9pQ2mXv;", True),
+        ("AccountName=app;AccountKey=Zm9vYmFyYmF6cXV4Zm9vYmFy==", True),
+        ("-Djavax.net.ssl.keyStorePassword=changeit", False),
+        ("--password-file=/run/secrets/db", False),
+        ("--db-password=${DB_PASSWORD}", False),
+        ("--token-ttl=30m --max-old-space-size=4096", False),
+        ("https://maps.googleapis.com/maps/api/js?key=", False),
+        ("/login?next=/dashboard", False),
+    ],
+)
+def test_a_secret_setting_inside_a_value_is_judged_by_its_own_name(
+    value: str, secret: bool
+) -> None:
+    assert (rule_for("APP_OPTS", value, "secret-env-name") == "secret-option") is secret
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("sk_live_51NzFAKEq8vLw3pXr7tKm2NqQa9Bc4De", "stripe-key"),
+        ("rk_test_51NzFAKEq8vLw3pXr7tKm2NqQa9Bc4De", "stripe-key"),
+        ("AIzaSyFAKE-q8vLw3pXr7tKm2NqQa9Bc4De5Fg6", "google-api-key"),
+        ("glpat-FAKEq8vLw3pXr7tKm2Nq", "gitlab-token"),
+        ("sk-proj-FAKEq8vLw3pXr7tKm2NqQa9Bc4De5Fg6Hi7", "openai-api-key"),
+        ("sk-FAKEq8vLw3pXr7tKm2NqT3BlbkFJa9Bc4De5Fg6Hi7Jk8Lm9", "openai-api-key"),
+        ("hf_FAKEqvLwpXrtKmNqQaBcDeFgHiJkLmNoPq", "huggingface-token"),
+        ("npm_FAKEq8vLw3pXr7tKm2NqQa9Bc4De5Fg6Hi7J", "npm-token"),
+        ("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.Fk2q8Zl0pV3xR9wTcY7bN1mJ4hD6sG5a", "jwt"),
+        ("https://hooks.slack.com/services/T0FAKE123/B0FAKE456/q8vLw3pXr7tKm2Nq", "slack-webhook"),
+        ("https://0f1e2d3c4b5a69788796a5b4c3d2e1f0@o1.ingest.sentry.io/42", "sentry-dsn"),
+        ("redis://:S3cr3tRedisPw@redis:6379/0", "url-credentials"),
+        ("dop_v1_" + "0f1e2d3c4b5a6978" * 4, "service-token"),
+    ],
+)
+def test_a_credential_format_is_found_under_any_name(text: str, rule: str) -> None:
+    assert rule in [found for found, _ in credential_formats(f"x {text} y")]
+    assert rule_for("NOTHING_SECRET_HERE", text, "secret-env-name") == rule
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pk_live_51NzFAKEq8vLw3pXr7tKm2NqQa9Bc4De",  # Stripe's publishable key
+        "sk-1.4.2",  # a bare sk- is no OpenAI key
+        "sk-FAKEq8vLw3pXr7tKm2NqQa9Bc4De",
+        "hf_hub_download",
+        "npm_config_cache",
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.",  # unsigned: no credential
+        "Authorization: Bearer ${API_TOKEN}",
+        "Basic aGVsbG8gd29ybGQ=",  # base64 of no user:password
+        "redis://:${REDIS_PASSWORD}@redis:6379/0",
+        "https://o1.ingest.sentry.io/42",
+    ],
+)
+def test_public_look_alikes_of_credential_formats_are_not_found(text: str) -> None:
+    assert list(credential_formats(text)) == []
+
+
+def test_supabase_anon_key_is_public_and_its_service_role_key_is_not() -> None:
+    anon, service = (
+        line.value
+        for line in LINES
+        if line.name in ("NEXT_PUBLIC_SUPABASE_ANON_KEY", "SERVICE_ROLE")
+    )
+    assert rule_for("NEXT_PUBLIC_SUPABASE_ANON_KEY", anon, "secret-env-name") is None
+    assert rule_for("SUPABASE_ANON_HEADER", f"Bearer {anon}", "secret-env-name") is None
+    assert rule_for("SERVICE_ROLE", service, "secret-env-name") == "jwt"
 
 
 def test_a_weak_password_under_a_secret_name_is_still_a_secret() -> None:
