@@ -341,9 +341,9 @@ class RunningContainer:
 
         The image's secret ENV values are masked, should the service print them.
         """
-        from .secret_rules import mask_secrets
+        from .secret_rules import mask_text
 
-        text = mask_secrets(self.logs(tail=lines).rstrip(), self.image.env)
+        text = mask_text(self.logs(tail=lines).rstrip(), self.image.env)
         return "\n".join("  " + line for line in text.splitlines()) or "  (no output)"
 
     def stopped(self) -> str | None:

@@ -90,6 +90,9 @@ def test_polls_many_times(container):
 def test_check_only(image):
     assert_non_root(image)
 
+def test_exec_printing_a_token(container):
+    assert container.exec(["echo", "token ghp_" + "Q1w2E3r4T5" * 4]).exit_code == 0
+
 def test_other_http_is_not_observed(container):
     try:
         requests.get("http://127.0.0.1:9/", timeout=2)
@@ -108,7 +111,7 @@ def evidence_image(build_image, sample_image: str) -> str:
 def test_plain_tests_carry_what_they_read_and_ran_as_evidence(pytester, evidence_image) -> None:
     pytester.makepyfile(PLAIN_TESTS)
     result = pytester.runpytest(f"--image={evidence_image}", "--junitxml=report.xml")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
     suite = ET.parse(pytester.path / "report.xml").getroot().find("testsuite")
     assert suite is not None
     facts = {
@@ -137,6 +140,9 @@ def test_plain_tests_carry_what_they_read_and_ran_as_evidence(pytester, evidence
     assert not [k for k in facts["test_check_only"] if k.startswith("imagecheck.read.")]
     assert facts["test_check_only"]["imagecheck.uid"] == "1000"
     assert not [k for k in facts["test_other_http_is_not_observed"] if "http" in k]
+    # Credential formats in what a command printed are masked, not only the image's ENV.
+    printed = facts["test_exec_printing_a_token"]["imagecheck.exec.1"]
+    assert "Q1w2E3r4T5" not in printed and "ghp_… (44 chars)" in printed
 
 
 def test_observations_are_bounded_per_test() -> None:

@@ -53,7 +53,7 @@ class _EvidenceReport:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from ..report import LayerRow, ReportData, write_report
-        from ..secret_rules import mask_secrets
+        from ..secret_rules import mask_text
         from ..verdicts import identity_of
 
         image, engine_version = self._image()
@@ -72,7 +72,7 @@ class _EvidenceReport:
             verdicts=tuple(self.verdicts.values()),
             layers=tuple(
                 # An ENV or ARG step shows its values: mask the image's secrets in them.
-                LayerRow(layer.index, layer.size, mask_secrets(layer.instruction, image.env))
+                LayerRow(layer.index, layer.size, mask_text(layer.instruction, image.env))
                 for layer in image.layers
             )
             if image

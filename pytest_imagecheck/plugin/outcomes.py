@@ -41,9 +41,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
             return (yield)
         finally:
             if collected.observations:
-                from ..secret_rules import mask_secrets
+                from ..secret_rules import mask_text
 
-                item.user_properties.extend(properties(collected, mask_secrets))
+                item.user_properties.extend(properties(collected, mask_text))
             else:
                 item.user_properties.extend(properties(collected, lambda text, env: text))
 
@@ -90,14 +90,14 @@ def _mask_secrets(item: pytest.Item, report: pytest.TestReport) -> None:
         envs.append(image.env)
     if not envs:
         return
-    from ..secret_rules import mask_secrets
+    from ..secret_rules import mask_text
 
     env = {name: value for each in envs for name, value in each.items()}
     text = str(report.longrepr)
-    masked = mask_secrets(text, env)
+    masked = mask_text(text, env)
     if masked != text:
         report.longrepr = masked
-    report.sections = [(title, mask_secrets(body, env)) for title, body in report.sections]
+    report.sections = [(title, mask_text(body, env)) for title, body in report.sections]
 
 
 def _attach_log_tails(item: pytest.Item, report: pytest.TestReport) -> None:
