@@ -265,6 +265,19 @@ CASES = [
         "device=0,1 (as for docker run --gpus)",
     ),
     row(
+        "ini imagecheck_build_args = NOEQUALS",
+        Given(
+            USAGE_ERROR,
+            ("--image={image}",),
+            {
+                "test_it.py": NO_IMAGE,
+                "pytest.ini": "[pytest]\nimagecheck_build_args =\n    NOEQUALS\n",
+            },
+        ),
+        "ERROR: imagecheck_build_args in pytest.ini 'NOEQUALS' must be KEY=VALUE with KEY a "
+        "variable name, e.g. --build-arg APP_ENV=prod",
+    ),
+    row(
         "--platform twice",
         option("--image={image}", "--platform=linux/amd64", "--platform=linux/arm64"),
         "ERROR: --platform was given 2 times (linux/amd64, linux/arm64): give it once, with the "

@@ -176,7 +176,9 @@ def _resolve_settings(config: pytest.Config) -> Settings:
     if gpus:
         _relabelled(values["--gpus"], "--gpus", parse_gpus)
     build_args = dict(
-        _relabelled(values["--build-arg"], "--build-arg", lambda args: map(parse_build_arg, args))
+        _relabelled(
+            values["--build-arg"], "--build-arg", lambda args: [parse_build_arg(a) for a in args]
+        )
         if values["--build-arg"].value
         else ()
     )
