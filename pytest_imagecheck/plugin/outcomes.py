@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import urllib.parse
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from pathlib import Path
 
 import pytest
@@ -40,12 +40,14 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         try:
             return (yield)
         finally:
-            if collected.observations:
-                from ..secret_rules import mask_text
+            item.user_properties.extend(properties(collected, _mask_text))
 
-                item.user_properties.extend(properties(collected, mask_text))
-            else:
-                item.user_properties.extend(properties(collected, lambda text, env: text))
+
+def _mask_text(text: str, env: Mapping[str, str]) -> str:
+    """``secret_rules.mask_text``, imported when a test first observed something."""
+    from ..secret_rules import mask_text
+
+    return mask_text(text, env)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -90,14 +92,12 @@ def _mask_secrets(item: pytest.Item, report: pytest.TestReport) -> None:
         envs.append(image.env)
     if not envs:
         return
-    from ..secret_rules import mask_text
-
     env = {name: value for each in envs for name, value in each.items()}
     text = str(report.longrepr)
-    masked = mask_text(text, env)
+    masked = _mask_text(text, env)
     if masked != text:
         report.longrepr = masked
-    report.sections = [(title, mask_text(body, env)) for title, body in report.sections]
+    report.sections = [(title, _mask_text(body, env)) for title, body in report.sections]
 
 
 def _attach_log_tails(item: pytest.Item, report: pytest.TestReport) -> None:
