@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import itertools
 import json
+import posixpath
 import re
 import sys
 import tarfile
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +21,8 @@ from . import batch
 from .batch import Command
 from .errors import ContainerFailed, ImageCheckError
 from .evidence import from_test_code, observe, observed_fact, observing, watch_url
-from .image import missing_path, port_key, read_archive_file
 from .layers import stream_of
+from .units import port_key
 
 if TYPE_CHECKING:
     import testinfra.host
@@ -39,6 +40,16 @@ PORT_SETTLE_SECONDS = 2.0
 
 #: A path's archive header, and the bytes of a regular file when asked for.
 ArchiveEntry = tuple[tarfile.TarInfo, bytes | None]
+
+
+@dataclass
+class Prefetched:
+    """Engine work done ahead for one consumer (a criterion), served by
+    :meth:`RunningContainer.serving`: exec results by command, each served once, and
+    archive entries (or the missing path's error) by path."""
+
+    execs: dict[Command, ExecResult] = field(default_factory=dict)
+    reads: dict[str, ArchiveEntry | FileNotFoundError] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -182,8 +193,7 @@ class RunningContainer:
         self._container = container
         self.image = image
         self.engine = engine
-        self._served_execs: dict[Command, ExecResult] = {}
-        self._served_reads: dict[str, ArchiveEntry | FileNotFoundError] = {}
+        self._served = Prefetched()
         #: ``(host, port)`` -> ``"5000/tcp"`` for each address :meth:`address` gave out, so a
         #: failed connection to one is known as this container's even after it stopped.
         self.given_addresses: dict[tuple[str, int], str] = {}
@@ -354,21 +364,32 @@ class RunningContainer:
         """Raise :class:`ContainerFailed` with the exit code and log tail unless running."""
         self._raise_if_stopped(self.attrs["State"])
 
-    def _raise_if_stopped(self, state: dict[str, Any], before: str | None = None) -> None:
-        """Raise :class:`ContainerFailed` for a stopped ``state``: exit code and log tail, and
-        for ``exec format error`` the image's platform beside the engine's."""
+    def stopped_message(self, state: dict[str, Any] | None = None, when: str = "") -> str | None:
+        """``container NAME of IMAGE exited with code 3 WHEN; last log lines:`` and the log
+        tail, when the container is not running (``state``: its inspect ``State``, read now
+        when not given); ``None`` while it runs. ``when`` says what it stopped before or during
+        (``"before /health answered"``). For ``exec format error`` it adds the image's
+        platform beside the engine's."""
+        if state is None:
+            state = self.attrs["State"]
         reason = stop_reason(state)
         if reason is None:
-            return
+            return None
         tail = self.log_tail()
-        when = f" before {before}" if before else ""
         hint = ""
         if "exec format error" in f"{state.get('Error', '')}\n{tail}":
             hint = "; " + self.engine.platform_mismatch(self.image)
-        raise ContainerFailed(
+        when = f" {when}" if when else ""
+        return (
             f"container {self.name} of {self.image.ref} {reason}{when}{hint}; "
             f"last log lines:\n{tail}"
         )
+
+    def _raise_if_stopped(self, state: dict[str, Any], before: str | None = None) -> None:
+        """Raise :class:`ContainerFailed` with :meth:`stopped_message` for a stopped ``state``."""
+        message = self.stopped_message(state, f"before {before}" if before else "")
+        if message is not None:
+            raise ContainerFailed(message)
 
     @property
     def init_uid(self) -> int:
@@ -390,22 +411,21 @@ class RunningContainer:
                 return int(row[uid_col])
         raise ContainerFailed(f"PID 1 of {self.name} is not in the engine's process table")
 
-    def serving(
-        self,
-        execs: Mapping[Command, ExecResult] | None = None,
-        reads: Mapping[str, ArchiveEntry | FileNotFoundError] | None = None,
-    ) -> RunningContainer:
-        """This container, seen through results gathered before: an exec of one of ``execs``
-        returns its result (once), and a read of a path in ``reads`` its entry, or raises
-        the :class:`FileNotFoundError` kept for it. Everything else goes to the engine.
+    @contextlib.contextmanager
+    def serving(self, prefetched: Prefetched) -> Iterator[None]:
+        """While the block runs, answer from ``prefetched`` what it holds: an exec of one of
+        its commands returns that result (once), a read of one of its paths that entry (or
+        raises the :class:`FileNotFoundError` kept for it). Everything else goes to the
+        engine, and so does everything after the block.
 
         How a run of criteria shares one exec (:meth:`exec_batch`) and one read per path:
-        each criterion gets a view serving its share.
+        each criterion runs serving its share of the work done once.
         """
-        view = copy.copy(self)
-        view._served_execs = dict(execs or {})
-        view._served_reads = dict(reads or {})
-        return view
+        self._served = prefetched
+        try:
+            yield
+        finally:
+            self._served = Prefetched()
 
     def exec(
         self,
@@ -419,9 +439,9 @@ class RunningContainer:
 
         A string is split like a shell would split words, but never interpreted by one.
         """
-        if self._served_execs:
+        if self._served.execs:
             command = Command.of(cmd, user=user, env=env, workdir=workdir)
-            served = self._served_execs.pop(command, None)
+            served = self._served.execs.pop(command, None)
             if served is not None:
                 return replace(served, command=cmd)
         result = self._exec(cmd, user=user, env=env, workdir=workdir)
@@ -539,7 +559,7 @@ class RunningContainer:
 
         Symbolic links are followed inside the container, as ``cat`` would.
         """
-        served = self._served_reads.get(path)
+        served = self._served.reads.get(path)
         if isinstance(served, FileNotFoundError):
             raise FileNotFoundError(*served.args)
         if served is not None and served[1] is not None:
@@ -557,16 +577,12 @@ class RunningContainer:
         so a large directory is not downloaded. Raises :class:`FileNotFoundError` when
         ``path`` does not exist.
         """
-        served = self._served_reads.get(path)
+        served = self._served.reads.get(path)
         if isinstance(served, FileNotFoundError):
             raise FileNotFoundError(*served.args)
         if served is not None and (served[1] is not None or not content or not served[0].isfile()):
             return served[0], served[1] if content else None
-        try:
-            chunks, _ = self._container.get_archive(path)
-        except docker.errors.NotFound as exc:
-            raise missing_path(exc, path, self.name) from None
-        with tarfile.open(fileobj=stream_of(chunks), mode="r|") as tar:
+        with open_archive(self._container, path, owner=self.name) as tar:
             entry = tar.next()
             if entry is None:
                 raise FileNotFoundError(f"{path} does not exist in {self.name}")
@@ -627,3 +643,50 @@ def _outcome(result: ExecResult) -> str:
         if text.strip():
             parts.append(f"{name}: {text.strip()}")
     return "; ".join(parts)
+
+
+def missing_path(exc: docker.errors.NotFound, path: str, owner: str) -> Exception:
+    """The error for a 404 from the archive API: the path is missing, or the container is.
+
+    The engine answers 404 both for a path that does not exist and for a container that was
+    removed; only the first is a :class:`FileNotFoundError`.
+    """
+    if "no such container" in str(exc.explanation or exc).lower():
+        return ContainerFailed(f"container {owner} was removed while {path} was read from it")
+    return FileNotFoundError(f"{path} does not exist in {owner}")
+
+
+@contextlib.contextmanager
+def open_archive(container: Any, path: str, *, owner: str) -> Iterator[tarfile.TarFile]:
+    """The engine's tar of ``path`` in a docker-py container, streamed, and closed on
+    leaving the block whether it was read whole or not.
+
+    An archive left open keeps the engine writing it, holding the container's lock: removing
+    the container would wait (docker-py gives up after 60 s) until the client went away. A
+    reader that stops after the first entry of a large directory must close it.
+    """
+    try:
+        chunks, _ = container.get_archive(path)
+    except docker.errors.NotFound as exc:
+        raise missing_path(exc, path, owner) from None
+    try:
+        with tarfile.open(fileobj=stream_of(chunks), mode="r|") as tar:
+            yield tar
+    finally:
+        chunks.close()
+
+
+def read_archive_file(container: Any, path: str, *, owner: str, _depth: int = 0) -> bytes:
+    """Read ``path`` from a docker-py container (running or not) through the archive API.
+
+    Symbolic links are followed inside the container's filesystem, as ``cat`` would.
+    """
+    with open_archive(container, path, owner=owner) as tar:
+        member = tar.next()
+        if member is not None and member.issym() and _depth < 16:
+            target = posixpath.join(posixpath.dirname(path), member.linkname)
+            return read_archive_file(container, target, owner=owner, _depth=_depth + 1)
+        extracted = tar.extractfile(member) if member is not None and member.isfile() else None
+        if extracted is None:
+            raise IsADirectoryError(f"{path} in {owner} is not a regular file")
+        return extracted.read()

@@ -22,7 +22,7 @@ import re
 from collections.abc import Container
 from dataclasses import dataclass, replace
 from email.parser import HeaderParser
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from packaging.version import Version
 
@@ -31,6 +31,7 @@ from .layers import final_filesystem
 
 if TYPE_CHECKING:
     from .container import ExecResult, RunningContainer
+    from .engine import Engine
     from .image import ImageUnderTest
 
 _SITE = r"/(?:site|dist)-packages/"
@@ -353,9 +354,10 @@ def _run_compilers(
         return ()
     if container is not None:
         return tuple(_ask_version(container, c) for c in compilers)
-    engine = image.engine
-    if engine is None:
+    if image.source is None:
         raise ImageCheckError(f"cannot run nvcc --version in {image.ref}: no engine attached")
+    # An image's source is the engine it was read from (engine.Engine.image).
+    engine = cast("Engine", image.source)
     try:
         started = engine.run(image, entrypoint=KEEPALIVE, ports=[])
     except ContainerFailed as exc:

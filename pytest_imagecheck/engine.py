@@ -38,12 +38,13 @@ from .errors import (
     ImageCheckError,
     ImageNotFound,
 )
-from .image import port_key
 from .platforms import engine_platform
+from .units import port_key
 
 if TYPE_CHECKING:
     from .container import RunningContainer
     from .image import ImageUnderTest
+    from .layers import KeepContent
 
 LABEL_SESSION = "pytest-imagecheck.session"
 LABEL_PID = "pytest-imagecheck.pid"
@@ -108,6 +109,20 @@ def from_engine(exc: BaseException, client: docker.DockerClient | None) -> bool:
 def new_session_id() -> str:
     """A fresh, short session id for labels and container names."""
     return secrets.token_hex(6)
+
+
+@functools.cache
+def shared_keeps() -> tuple[KeepContent, ...]:
+    """The keep-predicates an engine's images share one layer read between: the secret
+    rules' candidate files and the CUDA facts' version files. Whichever of those checks runs
+    first streams the image once for all of them.
+
+    Imported on first use: the rules are large and most sessions read no layer.
+    """
+    from .cuda import keep_file as cuda_files
+    from .secret_rules import keep_file as secret_files
+
+    return (secret_files, cuda_files)
 
 
 def connect(timeout: int = 60) -> docker.DockerClient:
@@ -268,7 +283,11 @@ class Engine:
         )
 
     def image(self, ref: str) -> ImageUnderTest:
-        """The facts of image ``ref``, which must exist on the engine."""
+        """The facts of image ``ref``, which must exist on the engine.
+
+        Its layer reads share one ``docker save`` between the checks that read every layer
+        (:func:`shared_keeps`).
+        """
         from .image import ImageUnderTest
 
         check_reference(ref)
@@ -282,7 +301,24 @@ class Engine:
             ) from None
         except docker.errors.APIError as exc:
             raise ImageCheckError(f"cannot inspect image {ref!r}: {exc.explanation}") from None
-        return ImageUnderTest(attrs=attrs, history=history, ref=ref, engine=self)
+        return ImageUnderTest(
+            attrs=attrs, history=history, ref=ref, source=self, shared_keeps=shared_keeps()
+        )
+
+    def read_image_file(self, image_id: str, path: str, *, owner: str) -> bytes:
+        """One file of an image, read through a container that is created, never started,
+        and removed. ``owner`` names the image in errors.
+
+        Raises :class:`FileNotFoundError` for a missing path and :class:`IsADirectoryError`
+        for one that is not a regular file; symbolic links are followed.
+        """
+        from .container import read_archive_file
+
+        container = self.create(image_id, command=["/"], entrypoint=[])
+        try:
+            return read_archive_file(container, path, owner=owner)
+        finally:
+            self.remove(container)
 
     def save(self, image_id: str) -> Iterator[bytes]:
         """Stream ``docker save`` of one image, chunk by chunk."""

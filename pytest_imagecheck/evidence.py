@@ -74,6 +74,15 @@ class Collected(list[Evidence]):
         #: environment whose secrets its answers are masked with.
         self.urls: dict[str, Mapping[str, str]] = {}
 
+    def value(self, check: str, fact: str) -> object | None:
+        """What ``check`` last recorded as ``fact`` in this test, as recorded (an ``int``
+        stays an ``int``), or ``None`` if it recorded none."""
+        found: object | None = None
+        for entry in self:
+            if entry.check == check and fact in entry.facts:
+                found = entry.facts[fact]
+        return found
+
 
 _collector: ContextVar[Collected | None] = ContextVar("imagecheck_evidence", default=None)
 

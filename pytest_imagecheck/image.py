@@ -9,23 +9,17 @@ Facts are attributes, so tests can use plain ``assert``::
 
 from __future__ import annotations
 
-import posixpath
 import re
 import sys
-import tarfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import docker.errors
-
-from .errors import ContainerFailed, ImageCheckError
+from .errors import ImageCheckError
 from .evidence import from_test_code, observe, observed_fact, observing
-from .layers import KeepContent, LayerContents, SharedLayers, read_saved_image, stream_of
+from .layers import KeepContent, LayerContents, SharedLayers, read_saved_image
 from .units import format_duration, format_size, nanoseconds_to_timedelta
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 # A RUN that saw build args: "|2 A=1 B=2 /bin/sh -c cmd" (legacy) or "RUN |2 ..." (BuildKit).
 _RUN_WITH_ARGS = re.compile(r"^(?:RUN )?\|(\d+) (.*)$", re.S)
@@ -37,16 +31,6 @@ HEALTHCHECK_DEFAULTS: dict[str, Any] = {
     "start_period": timedelta(0),
     "retries": 3,
 }
-
-
-def port_key(port: int | str) -> str:
-    """A port as the engine names it: ``5000`` -> ``"5000/tcp"``; ``"53/udp"`` stays.
-
-    >>> port_key(5000), port_key("53/udp")
-    ('5000/tcp', '53/udp')
-    """
-    text = str(port)
-    return text if "/" in text else f"{text}/tcp"
 
 
 @dataclass(frozen=True)
@@ -147,20 +131,44 @@ class Layer:
         return f"{self.instruction} ({format_size(self.size)})"
 
 
+class ImageSource(Protocol):
+    """Where an image's bytes are read from when a fact needs more than the inspect data.
+
+    The engine (:class:`~pytest_imagecheck.engine.Engine`) is one; facts never import it.
+    """
+
+    def save(self, image_id: str) -> Iterable[bytes]:
+        """The ``docker save`` stream of one image, chunk by chunk."""
+        ...
+
+    def read_image_file(self, image_id: str, path: str, *, owner: str) -> bytes:
+        """One file of the image's filesystem, read without running anything in it."""
+        ...
+
+    def image(self, ref: str) -> ImageUnderTest:
+        """Another image's facts, from the same place (a base image, say)."""
+        ...
+
+
 @dataclass(frozen=True, repr=False)
 class ImageUnderTest:
     """An image on the engine, as facts.
 
     ``attrs`` is the engine's raw inspect document; everything else is read from it.
+    ``source`` is where layers and files are read from (None: inspect data only).
+    ``shared_keeps`` are the keep-predicates whose layer reads share one stream (see
+    :meth:`layer_contents`).
     """
 
     attrs: dict[str, Any]
     history: list[dict[str, Any]] = field(repr=False)
     ref: str = ""
-    engine: Engine | None = field(default=None, repr=False, compare=False)
-    _layers_read: SharedLayers = field(
-        default_factory=SharedLayers, init=False, repr=False, compare=False
-    )
+    source: ImageSource | None = field(default=None, repr=False, compare=False)
+    shared_keeps: tuple[KeepContent, ...] = field(default=(), repr=False, compare=False)
+    _layers_read: SharedLayers = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_layers_read", SharedLayers(self.shared_keeps))
 
     def __repr__(self) -> str:
         return f"<ImageUnderTest {self.ref} {self.short_id}>"
@@ -309,64 +317,32 @@ class ImageUnderTest:
         selects small files whose bytes to keep (``LayerContents.contents``). Each layer's
         ``step`` indexes :attr:`layers`: the instruction that made it.
 
-        The image is streamed once for all calls without ``keep`` or with a predicate listed
-        in :data:`~pytest_imagecheck.layers.SHARED_KEEPS`; any other predicate streams again.
-        The listing is shared between those calls: treat it as read-only.
+        The image is streamed once for all calls without ``keep`` or with one of
+        :attr:`shared_keeps`; any other predicate streams again. The listing is shared between
+        those calls: treat it as read-only.
         """
-        engine = self.engine
-        if engine is None:
+        source = self.source
+        if source is None:
             raise ImageCheckError(f"cannot read the layers of {self.ref}: no engine attached")
         return self._layers_read.get(
             keep,
             lambda union: read_saved_image(
-                engine.save(self.id), self.diff_ids, keep=union, image_id=self.id
+                source.save(self.id), self.diff_ids, keep=union, image_id=self.id
             ),
         )
 
     def read_file(self, path: str) -> bytes:
         """Read one file from the image's filesystem without running anything in it.
 
-        Works for images without a shell: a container is created, never started, read with
-        the engine's archive API, and removed.
+        Works for images without a shell: the engine creates a container, never started,
+        reads it with its archive API, and removes it. Symbolic links are followed.
+
+        Raises :class:`FileNotFoundError` for a missing path and :class:`IsADirectoryError`
+        for one that is not a regular file.
         """
-        if self.engine is None:
+        if self.source is None:
             raise ImageCheckError(f"cannot read {path} from {self.ref}: no engine attached")
-        container = self.engine.create(self.id, command=["/"], entrypoint=[])
-        try:
-            data = read_archive_file(container, path, owner=self.ref)
-        finally:
-            self.engine.remove(container)
+        data = self.source.read_image_file(self.id, path, owner=self.ref)
         if observing() and from_test_code(sys._getframe(1)):
             observe("file", path, f"{len(data)} bytes, read from image {self.ref}")
         return data
-
-
-def missing_path(exc: docker.errors.NotFound, path: str, owner: str) -> Exception:
-    """The error for a 404 from the archive API: the path is missing, or the container is.
-
-    The engine answers 404 both for a path that does not exist and for a container that was
-    removed; only the first is a :class:`FileNotFoundError`.
-    """
-    if "no such container" in str(exc.explanation or exc).lower():
-        return ContainerFailed(f"container {owner} was removed while {path} was read from it")
-    return FileNotFoundError(f"{path} does not exist in {owner}")
-
-
-def read_archive_file(container: Any, path: str, *, owner: str, _depth: int = 0) -> bytes:
-    """Read ``path`` from a docker-py container (running or not) through the archive API.
-
-    Symbolic links are followed inside the container's filesystem, as ``cat`` would.
-    """
-    try:
-        stream, _ = container.get_archive(path)
-    except docker.errors.NotFound as exc:
-        raise missing_path(exc, path, owner) from None
-    with tarfile.open(fileobj=stream_of(stream), mode="r|") as tar:
-        member = tar.next()
-        if member is not None and member.issym() and _depth < 16:
-            target = posixpath.join(posixpath.dirname(path), member.linkname)
-            return read_archive_file(container, target, owner=owner, _depth=_depth + 1)
-        extracted = tar.extractfile(member) if member is not None and member.isfile() else None
-        if extracted is None:
-            raise IsADirectoryError(f"{path} in {owner} is not a regular file")
-        return extracted.read()

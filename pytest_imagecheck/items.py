@@ -16,11 +16,14 @@ import pytest
 from .errors import ImageCheckError
 
 if TYPE_CHECKING:
-    from .container import RunningContainer
+    from .container import Prefetched, RunningContainer
     from .spec import Criterion
 
-#: Where a waived criterion's reason starts, in xfail reasons and reports.
+#: How a waived test's xfail reason starts, as the terminal and junit show it. Only shown:
+#: that a test is waived is known by :data:`WAIVER`, never by parsing this text back.
 WAIVED = "waived: "
+#: The reason a test is waived for, set by :func:`waive`.
+WAIVER = pytest.StashKey[str]()
 
 
 def criterion_function(criterion: Criterion) -> Callable[[pytest.FixtureRequest], None]:
@@ -28,19 +31,24 @@ def criterion_function(criterion: Criterion) -> Callable[[pytest.FixtureRequest]
 
     def check(request: pytest.FixtureRequest) -> None:
         shared: SharedWork | None = getattr(request.node, "shared", None)
-
-        def get(name: str) -> Any:
-            value = request.getfixturevalue(name)
-            return shared.view(request.node, value) if shared and name == "container" else value
-
-        criterion.run(get)
+        if shared is None:
+            criterion.run(request.getfixturevalue)
+            return
+        container = request.getfixturevalue("container")
+        with container.serving(shared.share_of(request.node, container)):
+            criterion.run(request.getfixturevalue)
 
     check.__doc__ = f"{criterion.check} criterion from line {criterion.line}"
     return check
 
 
 def waive(item: pytest.Item, reason: str) -> None:
-    """Run ``item`` but accept its failure on purpose: shown as waived, with the reason."""
+    """Run ``item`` but accept its failure on purpose: shown as waived, with the reason.
+
+    The item carries the waiver under :data:`WAIVER`; the xfail marker makes pytest accept
+    the failure and show ``waived: <reason>``.
+    """
+    item.stash[WAIVER] = reason
     item.add_marker(pytest.mark.xfail(reason=WAIVED + reason, strict=False))
 
 
@@ -67,38 +75,38 @@ def share_work(items: list[pytest.Item]) -> None:
 
 
 class SharedWork:
-    """The engine work of a run of consecutive criteria of one kind, done once.
+    """The engine work of a run of consecutive criteria of one kind, done once: the plan.
 
-    The first member to run gathers it for itself and every member after it: the commands
-    of ``command`` criteria in :meth:`~pytest_imagecheck.container.RunningContainer.
-    exec_batch`, the paths ``file`` criteria read, one read each. Each member then checks
-    against a view of the container that serves its share (once: a member run again, by a
-    rerun plugin, asks the engine).
+    What to prefetch: the commands of the run's ``command`` criteria, in one
+    :meth:`~pytest_imagecheck.container.RunningContainer.exec_batch`, or the paths its
+    ``file`` criteria read, one read each. Who consumes it: each member, which runs serving
+    its own share (once: a member run again, by a rerun plugin, asks the engine). The first
+    member to run gathers the work for itself and every member after it.
     """
 
     def __init__(self, members: list[CriterionItem]) -> None:
         self.members = members
-        self.shares: dict[str, dict[str, Any]] | None = None  # nodeid: serving()'s arguments
+        self.shares: dict[str, Prefetched] | None = None  # by nodeid
 
-    def view(self, item: pytest.Item, container: RunningContainer) -> RunningContainer:
-        """``container`` as ``item`` should see it: serving its share of the gathered work."""
+    def share_of(self, item: pytest.Item, container: RunningContainer) -> Prefetched:
+        """``item``'s share of the gathered work, gathered now if no member ran yet."""
+        from .container import Prefetched
+
         if self.shares is None:
             first = [member.nodeid for member in self.members].index(item.nodeid)
             self.shares = self._gather(self.members[first:], container)
-        share = self.shares.pop(item.nodeid, None)
-        return container.serving(**share) if share is not None else container
+        return self.shares.pop(item.nodeid, None) or Prefetched()
 
     @staticmethod
-    def _gather(
-        members: list[CriterionItem], container: RunningContainer
-    ) -> dict[str, dict[str, Any]]:
+    def _gather(members: list[CriterionItem], container: RunningContainer) -> dict[str, Prefetched]:
         from .checks.structure import command_of, file_reads
+        from .container import Prefetched
 
         if members[0].criterion.check == "command":
             commands = [command_of(**member.criterion.args) for member in members]
             results = container.exec_batch(commands)
             return {
-                member.nodeid: {"execs": {command: result}}
+                member.nodeid: Prefetched(execs={command: result})
                 for member, command, result in zip(members, commands, results, strict=True)
             }
         paths: dict[str, bool] = {}
@@ -106,7 +114,7 @@ class SharedWork:
             for path, content in file_reads(**member.criterion.args).items():
                 paths[path] = paths.get(path, False) or content
         entries = container.archive_entries(paths)
-        return {member.nodeid: {"reads": entries} for member in members}
+        return {member.nodeid: Prefetched(reads=dict(entries)) for member in members}
 
 
 class CriterionItem(pytest.Function):

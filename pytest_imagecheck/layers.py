@@ -4,9 +4,9 @@ Nothing is held in memory but the file listing (and, on request, the bytes of a 
 files), so a 10 GB image is read in constant memory. Each layer is identified by hashing its
 tar as it streams past: the hash is the layer's diff ID, which places it in build order.
 
-Several checks read the layers of one image (wasted bytes, secrets, CUDA facts). Their
-keep-predicates are listed in :data:`SHARED_KEEPS`, so the first read keeps what each of them
-wants and :class:`SharedLayers` serves the others from it, whichever check runs first.
+Several checks read the layers of one image (wasted bytes, secrets, CUDA facts). Whoever
+makes the image says which keep-predicates its reads share (:class:`SharedLayers`): the first
+read keeps what each of them wants and serves the others from it, whichever check runs first.
 
 A keep-predicate selects files by name and size; a :class:`Keep` can also select them by
 content: while streaming, the first :data:`SNIFF_BYTES` of each small regular file are shown
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 import io
 import json
 import posixpath
@@ -63,14 +62,6 @@ class Keep:
         return self.by_name(path, len(data)) or self.by_content(data[:SNIFF_BYTES])
 
 
-#: The keep-predicates of the checks that read every layer, as ``module.function``: an image's
-#: first read keeps what each of them selects, so it serves them all, whichever runs first.
-SHARED_KEEPS = (
-    "pytest_imagecheck.checks.secrets.keep_file",
-    "pytest_imagecheck.cuda.keep_file",
-)
-
-
 @dataclass(frozen=True)
 class FileEntry:
     """One entry of a layer's tar: a file, directory, link, ..."""
@@ -103,6 +94,32 @@ class LayerContents:
     def size(self) -> int:
         """Bytes of regular files in this layer (a hard link's bytes count once)."""
         return sum(e.size for e in self.entries.values() if e.kind == "file")
+
+    @functools.cached_property
+    def _removals(self) -> tuple[frozenset[str], frozenset[str]]:
+        # Read once the layer is complete: the reader appends to both lists before any use.
+        return frozenset(self.whiteouts), frozenset(self.opaque_dirs)
+
+    def hides(self, path: str) -> str | None:
+        """How this layer removes a lower layer's ``path``: ``"deleted"`` (a ``.wh.`` whiteout
+        of the path or a directory above it), ``"hidden"`` (below an opaque directory, whose
+        lower contents it hides but not the directory itself), or None.
+
+        The overlay rules of the OCI image spec, "Whiteouts" and "Opaque whiteout". Writing
+        the same path again is not a removal: see :attr:`entries`.
+        """
+        deleted, opaque = self._removals
+        if path in deleted:
+            return "deleted"
+        parent = posixpath.dirname(path)
+        while True:
+            if parent in deleted:
+                return "deleted"
+            if parent in opaque:
+                return "hidden"
+            if parent == "/" or not parent:
+                return None
+            parent = posixpath.dirname(parent)
 
     def stored_files(self) -> dict[str, list[str]]:
         """Each regular file's names in this layer: ``{first name: [first name, links...]}``.
@@ -297,14 +314,14 @@ def read_saved_image(
 class SharedLayers:
     """One image's layers, read once and shared by every call whose keep-predicate it served.
 
-    The first :meth:`get` reads, keeping the bytes that the predicates of
-    :data:`SHARED_KEEPS` and the caller's own select. A later call with any of those
-    predicates, or none, is served from that read; a call with another predicate (an ad-hoc
-    lambda) reads again, and its read replaces the one kept. The file listing is shared
-    between callers: treat it as read-only.
+    The first :meth:`get` reads, keeping the bytes that the ``shared`` predicates and the
+    caller's own select. A later call with any of those predicates, or none, is served from
+    that read; a call with another predicate (an ad-hoc lambda) reads again, and its read
+    replaces the one kept. The file listing is shared between callers: treat it as read-only.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shared: Iterable[KeepContent] = ()) -> None:
+        self._shared = frozenset(shared)
         self._layers: list[LayerContents] | None = None
         self._kept_for: frozenset[KeepContent] = frozenset()
 
@@ -317,7 +334,7 @@ class SharedLayers:
         predicates or ``keep`` selects.
         """
         if self._layers is None or (keep is not None and keep not in self._kept_for):
-            keeps = _shared_keeps() | ({keep} if keep is not None else set())
+            keeps = self._shared | ({keep} if keep is not None else set())
             self._layers = read(_union(keeps))
             self._kept_for = keeps
         return [replace(layer, contents=_selected(layer.contents, keep)) for layer in self._layers]
@@ -337,13 +354,6 @@ def _union(keeps: frozenset[KeepContent]) -> KeepContent:
     return Keep(by_name, lambda head: any(sniff(head) for sniff in sniffs))
 
 
-@functools.cache
-def _shared_keeps() -> frozenset[KeepContent]:
-    """The functions :data:`SHARED_KEEPS` names, imported on the first read."""
-    targets = (target.rpartition(".") for target in SHARED_KEEPS)
-    return frozenset(getattr(importlib.import_module(module), name) for module, _, name in targets)
-
-
 def _selected(contents: dict[str, bytes], keep: KeepContent | None) -> dict[str, bytes]:
     if keep is None:
         return {}
@@ -356,16 +366,8 @@ def final_filesystem(layers: list[LayerContents]) -> Iterator[tuple[FileEntry, i
     """Each entry of the merged filesystem with the index of the layer it comes from."""
     live: dict[str, tuple[FileEntry, int]] = {}
     for layer in layers:
-        for path in layer.opaque_dirs:
-            _drop_under(live, path, keep_self=True)
-        for path in layer.whiteouts:
-            _drop_under(live, path, keep_self=False)
+        if layer.whiteouts or layer.opaque_dirs:
+            live = {path: seen for path, seen in live.items() if layer.hides(path) is None}
         for path, entry in layer.entries.items():
             live[path] = (entry, layer.index)
     yield from live.values()
-
-
-def _drop_under(live: dict[str, Any], path: str, *, keep_self: bool) -> list[Any]:
-    prefix = path.rstrip("/") + "/"
-    doomed = [p for p in live if p.startswith(prefix) or (p == path and not keep_self)]
-    return [live.pop(p) for p in doomed]

@@ -30,7 +30,8 @@ meaning. Version 1::
          "duration_s": 0.12, "facts": [{"name": "imagecheck.uid", "value": "1000"}]}
       ],
       "layers": [{"index": 0, "size_bytes": 4261230, "instruction": "ADD file:... in /"}],
-      "size_budget_bytes": 2000000000            # or null
+      "size_budget_bytes": 2000000000,           # or null
+      "requested_ref": "app:1"                   # or null: --image, or the tag a build gets
     }
 
 ``outcome`` is one of :data:`OUTCOMES`; ``facts`` keep the order and names they were recorded
@@ -148,9 +149,11 @@ class LayerRow:
 class ReportData:
     """Everything one report shows.
 
-    ``image`` is None when no image was inspected (the session failed before one existed);
-    ``size_budget`` is the total size budget in bytes when a size check set one; ``started``
-    and ``finished`` are ISO 8601 times; ``command`` is the pytest command line.
+    ``image`` is None when no image was inspected (no test read it, or the session failed
+    before one existed); ``size_budget`` is the total size budget in bytes when a size check
+    set one; ``started`` and ``finished`` are ISO 8601 times; ``command`` is the pytest command
+    line; ``requested_ref`` is the reference the session was asked to test (``--image``, or
+    the tag ``--build-context`` builds), shown when no image was inspected.
     """
 
     image: ImageIdentity | None
@@ -161,6 +164,7 @@ class ReportData:
     started: str
     finished: str
     command: str
+    requested_ref: str | None = None
 
 
 def write_report(data: ReportData, path: Path) -> list[Path]:
@@ -226,14 +230,16 @@ def _json(data: ReportData) -> dict[str, Any]:
             for layer in data.layers
         ],
         "size_budget_bytes": data.size_budget,
+        "requested_ref": data.requested_ref,
     }
 
 
 def _markdown(data: ReportData, chart: str) -> str:
     """The Markdown report; ``chart`` is the file name of the layer chart, beside it."""
     title = "Image check report"
-    if data.image is not None:
-        title += ": " + _code(data.image.ref)
+    ref = data.image.ref if data.image is not None else data.requested_ref
+    if ref:
+        title += ": " + _code(ref)
     lines = [f"# {title}", "", _summary(data.verdicts), "", "## Image", ""]
     lines += _identity(data)
     lines += ["", "## Criteria", ""]
@@ -297,6 +303,8 @@ def _identity(data: ReportData) -> list[str]:
             ("Created", _md(image.created)),
             ("OS/architecture", _code(f"{image.os}/{image.architecture}")),
         ]
+    elif data.requested_ref:
+        rows.append(("Reference", f"{_code(data.requested_ref)} (requested, not inspected)"))
     if data.engine_version is not None:
         rows.append(("Engine", _code(data.engine_version)))
     if image is None:

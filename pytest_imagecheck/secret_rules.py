@@ -11,9 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+
+from .layers import Keep
 
 
 @dataclass(frozen=True)
@@ -672,3 +675,73 @@ def mask_text(text: str, env: Mapping[str, str]) -> str:
         out.append(f"{begin} … ({len(hidden)} chars, masked)" if begin else mask(hidden))
         at = end
     return "".join(out) + text[at:]
+
+
+# --- which files may hold a secret ------------------------------------------------------
+
+#: SSH private key files by name; judged by content when it was read.
+SSH_KEY_FILES = frozenset(["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"])
+_NETRC_PASSWORD = re.compile(r"\bpassword\s+(\S+)")
+# Credential files by name (or the last two parts of their path): the rule, and the setting
+# that must hold a literal value (None: the file alone is the finding).
+CREDENTIAL_FILES: dict[str, tuple[str, re.Pattern[str] | None]] = {
+    ".git-credentials": ("git-credentials", None),
+    ".netrc": ("netrc-password", _NETRC_PASSWORD),
+    "_netrc": ("netrc-password", _NETRC_PASSWORD),
+    ".npmrc": ("npmrc-token", re.compile(r"(?m)^\s*\S*_(?:authToken|auth|password)\s*=\s*(\S+)")),
+    ".pypirc": ("pypirc-password", re.compile(r"(?m)^\s*password\s*[=:]\s*(\S+)")),
+    ".docker/config.json": (
+        "docker-config-auth",
+        re.compile(r'"(?:auth|password|identitytoken|registrytoken)"\s*:\s*"([^"]+)"'),
+    ),
+    ".aws/credentials": (
+        "aws-credentials-file",
+        re.compile(r"(?mi)^\s*aws_secret_access_key\s*=\s*(\S+)"),
+    ),
+}
+
+
+def credential_file(path: str) -> str | None:
+    """The key of ``CREDENTIAL_FILES`` that ``path`` is, if any."""
+    base = posixpath.basename(path)
+    last_two = posixpath.join(posixpath.basename(posixpath.dirname(path)), base)
+    return next((key for key in (base, last_two) if key in CREDENTIAL_FILES), None)
+
+
+def is_candidate_file(path: str) -> bool:
+    """Whether a file's name makes it worth reading for secrets."""
+    base = posixpath.basename(path)
+    return (
+        base in SSH_KEY_FILES
+        or base.endswith((".pem", ".key"))
+        or base == ".env"
+        or base.startswith(".env.")
+        or credential_file(path) is not None
+    )
+
+
+# A PEM file: a line that starts a PEM block within its first KiB (after a byte order mark,
+# comments, or the `Bag Attributes` and `subject=` lines openssl writes before a block).
+_PEM_HEAD = re.compile(rb"(?:\A|[\r\n])(?:\xef\xbb\xbf)?[ \t]*-----BEGIN [A-Z0-9 ]+-----")
+_PEM_HEAD_BYTES = 1024
+
+
+def may_hold_private_key(head: bytes) -> bool:
+    """Whether a file whose first bytes are ``head`` may hold private key material.
+
+    A substring test, or a file that starts like a PEM file: that one is kept whole, since a
+    certificate chain followed by its key (nginx's and HAProxy's bundles) can put the key past
+    the first 16 KiB. Only PEM-looking heads are kept, so the cost stays that of the PEM
+    files in the image.
+    """
+    return (
+        b"PRIVATE KEY" in head
+        or head.startswith(b"PuTTY-User-Key-File-")
+        or _PEM_HEAD.search(head, 0, _PEM_HEAD_BYTES) is not None
+    )
+
+
+#: What a layer read keeps for the secrets check: files whose name makes them candidates, and any
+#: small file whose first 16 KiB may hold a private key, whatever it is called (all of a file
+#: that starts with a PEM block).
+keep_file = Keep(lambda path, size: is_candidate_file(path), may_hold_private_key)

@@ -1,8 +1,14 @@
-"""Sizes, durations and bounds, parsed one way everywhere in the plugin.
+"""Sizes, durations, bounds, ports and file modes: values as users write them, parsed one way
+everywhere in the plugin.
 
 Sizes follow the SI/IEC split: ``kB``, ``MB``, ``GB``, ``TB`` are powers of 1000 and
 ``KiB``, ``MiB``, ``GiB``, ``TiB`` powers of 1024. Durations use Docker's (Go's) form,
-``"1m30s"``. A :class:`Bound` is an expectation such as ``"<=30s"`` or ``">=3"``.
+``"1m30s"``. A :class:`Bound` is an expectation such as ``"<=30s"`` or ``">=3"``. A port is
+``5000`` or ``"53/udp"``; a file mode is octal digits, ``"0644"``.
+
+Each grammar is written once, as a ``*_PATTERN`` regular expression (no groups, no flags, so
+JSON Schema can use it too): the parsers here match with it, and imagecheck.yaml's schema is
+made from it.
 
 Bad input raises :class:`~pytest_imagecheck.errors.ImageCheckError` with one line that
 names the input and the fix.
@@ -23,20 +29,32 @@ from typing import Any, Generic, TypeGuard, TypeVar, overload
 from pytest_imagecheck.errors import ImageCheckError
 
 __all__ = [
+    "DURATION_PATTERN",
+    "MODE_PATTERN",
+    "NUMBER_PATTERN",
+    "OPERATOR_PATTERN",
+    "PORT_PATTERN",
+    "SIZE_PATTERN",
     "Bound",
     "format_duration",
     "format_size",
     "nanoseconds_to_timedelta",
     "parse_bound",
     "parse_duration",
+    "parse_mode",
     "parse_size",
+    "port_key",
 ]
 
 T = TypeVar("T")
 
-_NUMBER = r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+"
-
-_SIZE = re.compile(rf"(?P<number>{_NUMBER}) *(?P<unit>[a-z]*)", re.IGNORECASE)
+#: A number in a size or a duration: ``2``, ``2.5``, ``2.``, ``.5``.
+NUMBER_PATTERN = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+# The keys of _SIZE_UNITS, in any case.
+_SIZE_UNIT_PATTERN = r"(?:[bB]|[kKmMgGtT][bB]|[kKmMgGtT][iI][bB])"
+#: A size written as a string, blanks around it aside: ``"2.5GB"``, ``"512 MiB"``, ``"100"``.
+SIZE_PATTERN = rf"{NUMBER_PATTERN} *{_SIZE_UNIT_PATTERN}?"
+_SIZE = re.compile(rf"({NUMBER_PATTERN}) *({_SIZE_UNIT_PATTERN}?)")
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -63,8 +81,11 @@ _DURATION_UNITS = {
     "m": 60 * 1000**3,
     "h": 3600 * 1000**3,
 }
-_DURATION_PART = re.compile(rf"({_NUMBER})({'|'.join(_DURATION_UNITS)})")
-_DURATION = re.compile(rf"(?:{_DURATION_PART.pattern})+")
+_DURATION_UNIT_PATTERN = f"(?:{'|'.join(_DURATION_UNITS)})"
+#: A duration written as a string, blanks around it aside: Docker's form (``"1m30s"``) or a
+#: number of seconds (``"30"``).
+DURATION_PATTERN = rf"(?:{NUMBER_PATTERN}|(?:{NUMBER_PATTERN}{_DURATION_UNIT_PATTERN})+)"
+_DURATION_PART = re.compile(rf"({NUMBER_PATTERN})({_DURATION_UNIT_PATTERN})")
 _DURATION_FIX = 'use Docker\'s form, e.g. "30s", "1m30s", "500ms"'
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -75,8 +96,18 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
-_BOUND = re.compile(r"(<=|>=|==|!=|<|>)? *(.*)", re.DOTALL)
+#: The comparison a bound may start with (the keys of _OPERATORS, longest first).
+OPERATOR_PATTERN = r"(?:<=|>=|==|!=|<|>)"
+_BOUND = re.compile(rf"({OPERATOR_PATTERN})? *(.*)", re.DOTALL)
 _BOUND_FIX = "start with one of <=, <, >=, >, ==, != or give just the value"
+
+#: A port: a number, and optionally its protocol (tcp when none is given).
+PORT_PATTERN = r"[0-9]+(?:/(?:tcp|udp|sctp))?"
+_PORTS = range(1, 65536)
+#: A file mode: octal permission bits, as ``chmod`` takes them (``"644"``, ``"0644"``,
+#: ``"4755"``), at most ``07777``.
+MODE_PATTERN = r"0?[0-7]{3,4}"
+_MODE_MAX = 0o7777
 
 
 def parse_size(value: int | float | str) -> int:
@@ -98,8 +129,8 @@ def parse_size(value: int | float | str) -> int:
     """
     if isinstance(value, str):
         match = _SIZE.fullmatch(value.strip())
-        if match and match["unit"].lower() in _SIZE_UNITS:
-            return round(Decimal(match["number"]) * _SIZE_UNITS[match["unit"].lower()])
+        if match:
+            return round(Decimal(match[1]) * _SIZE_UNITS[match[2].lower()])
     elif _is_non_negative_number(value):
         return round(value)
     raise ImageCheckError(f"bad size {_show(value)}: {_SIZE_FIX}")
@@ -188,6 +219,23 @@ def format_duration(td: timedelta) -> str:
     )
 
 
+def time_limit(value: int | float | str | timedelta, *, leaves: str, example: str) -> timedelta:
+    """A duration that bounds a wait (a timeout): :func:`parse_duration`, and above 0.
+
+    A limit of 0 would make one attempt with no time to answer and report the service's
+    silence, so it is refused up front (:class:`ImageCheckError`). ``leaves`` says what the
+    time is for, ``example`` a sensible value: ``0s leaves no time to wait: give a duration
+    above 0, e.g. "60s"``.
+    """
+    duration = parse_duration(value)
+    if duration <= timedelta(0):
+        raise ImageCheckError(
+            f"{format_duration(duration)} leaves no time {leaves}: "
+            f'give a duration above 0, e.g. "{example}"'
+        )
+    return duration
+
+
 def nanoseconds_to_timedelta(ns: int) -> timedelta:
     """Return ``ns`` nanoseconds, the unit of the healthcheck durations in ``docker
     inspect``, rounded to the nearest microsecond.
@@ -270,6 +318,45 @@ def parse_bound(
     return Bound(op, convert(text), fmt)
 
 
+def port_key(port: int | str) -> str:
+    """Return ``port`` as the engine names it: ``5000`` and ``"5000"`` are ``"5000/tcp"``;
+    ``"53/udp"`` stays. Ports run from 1 to 65535; the protocol is tcp, udp or sctp.
+
+    >>> port_key(5000), port_key("53/udp"), port_key("08080")
+    ('5000/tcp', '53/udp', '8080/tcp')
+    """
+    text = str(port) if isinstance(port, str) or _is_int(port) else ""
+    number, _, protocol = text.partition("/")
+    if not re.fullmatch(PORT_PATTERN, text) or int(number) not in _PORTS:
+        raise ImageCheckError(
+            f'bad port "{port}": use a number like 5000 or "5000/udp" (tcp, udp or sctp)'
+        )
+    return f"{int(number)}/{protocol or 'tcp'}"
+
+
+def parse_mode(mode: str | int) -> int:
+    """Return file permission bits: a string is octal digits (``"0644"``, ``"644"``), an int
+    is taken as it is (``0o644``). Refused: anything above ``0o7777``.
+
+    >>> parse_mode("0644") == parse_mode("644") == parse_mode(0o644) == 420
+    True
+    """
+    value = -1
+    if _is_int(mode):
+        value = mode
+    elif isinstance(mode, str) and re.fullmatch(MODE_PATTERN, mode):
+        value = int(mode, 8)
+    if not 0 <= value <= _MODE_MAX:
+        raise ImageCheckError(
+            f'bad mode "{mode}": use octal digits like "0644" or "644" (or an int like 0o644)'
+        )
+    return value
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _parse_int(value: object) -> int:
     # int() would truncate 2.5 and take True for 1; a bound on a count must not.
     if isinstance(value, int) and not isinstance(value, bool):
@@ -286,9 +373,9 @@ def _duration_nanoseconds(value: int | float | str) -> Decimal | None:
         return Decimal(value) * _DURATION_UNITS["s"]
     if isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(_NUMBER, text):
+        if re.fullmatch(NUMBER_PATTERN, text):
             return Decimal(text) * _DURATION_UNITS["s"]
-        if _DURATION.fullmatch(text):
+        if re.fullmatch(DURATION_PATTERN, text):
             parts = _DURATION_PART.findall(text)
             return sum(
                 (Decimal(number) * _DURATION_UNITS[unit] for number, unit in parts), Decimal(0)

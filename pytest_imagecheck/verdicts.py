@@ -1,16 +1,103 @@
-"""pytest's per-phase test reports as one verdict per criterion, for the evidence report."""
+"""pytest's per-phase test reports as one verdict per criterion, and the typed data the plugin
+carries on those reports for the evidence report.
+
+Data goes one way, from where it is known to where it is shown. Where a test runs, the plugin
+knows that the test is waived, the size budget a check judged against, and (once per process)
+the image the ``image`` fixture read; it puts them on each test report under :data:`CHANNEL`
+as plain JSON values (:class:`Carried`), which pytest-xdist sends to the controller with the
+report (``pytest_report_to_serializable`` keeps a report's attributes). The evidence report
+reads them there. The junit properties are for people and CI: shown, never parsed back.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from .items import WAIVED
-from .report import ImageIdentity, Verdict
+from .report import ImageIdentity, LayerRow, Verdict
 
 if TYPE_CHECKING:
     import pytest
 
     from .image import ImageUnderTest
+
+#: The test report attribute that carries :class:`Carried`.
+CHANNEL = "imagecheck"
+
+
+class Carried(TypedDict, total=False):
+    """What one test report carries for the evidence report; every key is optional."""
+
+    #: The test is waived, for this reason (without the ``waived: `` the xfail reason shows).
+    waiver: str
+    #: The total size budget, in bytes, a size check of this test judged against.
+    size_budget_bytes: int
+    #: The image under test as this process's ``image`` fixture read it
+    #: (:meth:`SeenImage.to_json`); on the first report after the read, once per process.
+    image: dict[str, Any]
+
+
+def carry(report: pytest.TestReport, values: Carried) -> None:
+    """Add ``values`` to what ``report`` carries (nothing is added when they are empty)."""
+    if values:
+        setattr(report, CHANNEL, {**carried(report), **values})
+
+
+def carried(report: pytest.TestReport) -> Carried:
+    """What ``report`` carries: empty for a report of a process without the plugin."""
+    found = getattr(report, CHANNEL, None)
+    return found if isinstance(found, dict) else {}  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SeenImage:
+    """The image under test as the ``image`` fixture read it: identity, layer rows (their
+    instructions masked) and the engine's version (``None`` if it did not say)."""
+
+    identity: ImageIdentity
+    layers: tuple[LayerRow, ...]
+    engine_version: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values: ``{"identity": {...}, "layers": [[index, size, text]...],
+        "engine_version": ...}``."""
+        return {
+            "identity": dataclasses.asdict(self.identity),
+            "layers": [[row.index, row.size, row.instruction] for row in self.layers],
+            "engine_version": self.engine_version,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SeenImage:
+        """The inverse of :meth:`to_json`."""
+        return cls(
+            identity=ImageIdentity(**data["identity"]),
+            layers=tuple(
+                LayerRow(int(i), int(size), str(text)) for i, size, text in data["layers"]
+            ),
+            engine_version=data["engine_version"],
+        )
+
+
+def seen_image(image: ImageUnderTest, engine_version: str | None) -> SeenImage:
+    """What the report shows of ``image``, taken from facts it already holds (no engine call).
+
+    An ENV or ARG step shows its values in the layer table: the image's secret ENV values are
+    masked in them.
+    """
+    from .secret_rules import mask_text
+
+    env = image.env
+    return SeenImage(
+        identity=identity_of(image),
+        layers=tuple(
+            LayerRow(layer.index, layer.size, mask_text(layer.instruction, env))
+            for layer in image.layers
+        ),
+        engine_version=engine_version,
+    )
 
 
 def _reason(report: pytest.TestReport) -> str:
@@ -24,12 +111,15 @@ def _reason(report: pytest.TestReport) -> str:
 
 
 def _outcome(report: pytest.TestReport) -> tuple[str, str]:
-    waived = getattr(report, "wasxfail", None)
-    if waived is not None:
-        kind = "waived" if waived.startswith(WAIVED) else "xfailed"
+    expected = getattr(report, "wasxfail", None)
+    if expected is not None:
+        # Waived because the test says so, not because of what its xfail reason reads: a
+        # user's own xfail("waived: ...") is an expected failure like any other.
+        waiver = carried(report).get("waiver")
+        kind, reason = ("waived", waiver) if waiver is not None else ("xfailed", str(expected))
         if report.passed:
-            return "xpassed", f"passed although {kind}: {waived.removeprefix(WAIVED)}"
-        return kind, waived.removeprefix(WAIVED)
+            return "xpassed", f"passed although {kind}: {reason}"
+        return kind, reason
     if report.passed:
         return "passed", ""
     if report.skipped:
@@ -41,6 +131,7 @@ def verdict_of(report: pytest.TestReport, previous: Verdict | None) -> Verdict |
     """The verdict after this phase's report: the call decides, setup and teardown can spoil it.
 
     A setup that fails or skips decides alone; a teardown error turns any verdict into an error.
+    The facts are the test's ``imagecheck.*`` junit properties, as text, as junit shows them.
     """
     if report.when == "setup" and report.passed:
         return previous

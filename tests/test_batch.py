@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from pytest_imagecheck.batch import Command, new_mark, script, split_output
 from pytest_imagecheck.checks.structure import assert_file
-from pytest_imagecheck.container import ExecResult, RunningContainer
+from pytest_imagecheck.container import ExecResult, Prefetched, RunningContainer
 from pytest_imagecheck.engine import Engine
 from pytest_imagecheck.errors import ContainerFailed
 from tests.test_injection import CONTAINER_MARKER, INNER, PAYLOAD_IDS, payloads
@@ -321,18 +321,22 @@ def test_a_view_serves_gathered_results_once_and_asks_the_engine_for_the_rest(
         entries = container.archive_entries({page: True, "/etc/passwd": True, "/nope": False})
         reads = _Spy(container, "get_archive", monkeypatch)
         command = Command(("id", "-u"))
-        view = container.serving(
+        share = Prefetched(
             execs={command: ExecResult(["id", "-u"], 0, "served\n", "")}, reads=entries
         )
-        assert_file(view, page, kind="file", owner="root", contains="<")
-        assert_file(view, "/nope", exists=False)
-        assert reads.calls == []
-        assert view.exec(["id", "-u"]).stdout == "served\n"
-        assert view.exec(["id", "-u"]).stdout == "1000\n"  # once only
-        assert container.exec(["id", "-u"]).stdout == "1000\n"  # the container itself: engine
-        with pytest.raises(AssertionError, match="/srv/www/missing does not exist"):
-            assert_file(view, "/srv/www/missing")
-        assert reads.calls == ["/srv/www/missing"]
+        with container.serving(share):
+            assert_file(container, page, kind="file", owner="root", contains="<")
+            assert_file(container, "/nope", exists=False)
+            assert reads.calls == []
+            assert container.exec(["id", "-u"]).stdout == "served\n"
+            assert container.exec(["id", "-u"]).stdout == "1000\n"  # once only
+            with pytest.raises(AssertionError, match="/srv/www/missing does not exist"):
+                assert_file(container, "/srv/www/missing")
+            assert reads.calls == ["/srv/www/missing"]
+        # After the block, everything goes to the engine again.
+        with pytest.raises(AssertionError, match="/nope does not exist"):
+            assert_file(container, "/nope")
+        assert reads.calls == ["/srv/www/missing", "/nope"]
     finally:
         engine.remove(container)
 

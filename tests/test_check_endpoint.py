@@ -149,7 +149,10 @@ def test_container_that_exits_fails_fast_with_exit_code_and_log_tail(service) ->
     with pytest.raises(AssertionError) as failure:
         assert_endpoint_ready(container, "/health/ready", timeout="120s")
     message = str(failure.value)
-    assert f"container {container.name} exited with code 3 before /health/ready answered" in message
+    assert (
+        f"container {container.name} of {container.image.ref} exited with code 3 "
+        "before /health/ready answered"
+    ) in message
     assert "fatal: model worker crashed" in message
 
 

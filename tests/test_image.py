@@ -82,6 +82,32 @@ def test_read_file_works_without_a_shell_or_running_the_entrypoint(
     )
 
 
+def test_read_file_of_a_large_directory_says_so_and_leaves_no_container(
+    engine: Engine, debian: str, client
+) -> None:
+    # /usr of a Debian root is far more than the socket buffers hold: an archive left open
+    # after its first entry keeps the engine writing, and removing the container waits on it.
+    with pytest.raises(IsADirectoryError, match=r"/usr in .* is not a regular file"):
+        engine.image(debian).read_file("/usr")
+    assert not client.api.containers(
+        all=True, filters={"label": "pytest-imagecheck.session=tests-image"}
+    )
+
+
+def test_a_container_whose_large_directory_was_read_as_a_file_is_removed(
+    engine: Engine, debian: str, client
+) -> None:
+    container = engine.run(engine.image(debian), entrypoint=["sleep", "600"], ports=[])
+    entry, _ = container.archive_entry("/usr")
+    assert entry.isdir()
+    # The error's traceback keeps the reading frame alive while the container is removed.
+    with pytest.raises(IsADirectoryError, match=r"/usr in .* is not a regular file") as failed:
+        container.read_file("/usr")
+    engine.remove(container)
+    assert failed.value is not None
+    assert not client.api.containers(all=True, filters={"id": container.id})
+
+
 def test_read_file_follows_symlinks(engine: Engine, sample_image: str) -> None:
     # busybox --install -s makes /bin/sh a link to /bin/busybox
     assert engine.image(sample_image).read_file("/bin/sh")[:4] == b"\x7fELF"

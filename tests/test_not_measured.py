@@ -17,7 +17,7 @@ import pytest
 from pytest_imagecheck import assert_cuda_torch_match, assert_healthy, assert_non_root
 from pytest_imagecheck.checks.cuda import compiler_findings, runtime_findings
 from pytest_imagecheck.checks.structure import assert_command, assert_file, command_of
-from pytest_imagecheck.container import ExecResult, RunningContainer
+from pytest_imagecheck.container import ExecResult, Prefetched, RunningContainer
 from pytest_imagecheck.cuda import Compiler, TorchBuild, TorchRuntime
 from pytest_imagecheck.engine import Engine
 from pytest_imagecheck.errors import ContainerFailed
@@ -273,9 +273,9 @@ def test_command_whose_engine_answer_lost_the_reason_reads_passwd_to_say_it_did_
     # The exec as the engine answers it one time in four (126, no output), served as a batch
     # serves results; /etc/passwd and /etc/group are read from the real container.
     lost = ExecResult(["id", "-u"], 126, "", "")
-    view = plain.serving({command_of(["id", "-u"], user=user): lost})
-    with collecting() as evidence, pytest.raises(AssertionError) as failure:
-        assert_command(view, ["id", "-u"], user=user)
+    share = Prefetched(execs={command_of(["id", "-u"], user=user): lost})
+    with plain.serving(share), collecting() as evidence, pytest.raises(AssertionError) as failure:
+        assert_command(plain, ["id", "-u"], user=user)
     assert str(failure.value) == (
         f"command `id -u` as {user} in container {plain.name} of {plain.image.ref} did not run: "
         f"{why}, so the engine could not start it; the engine answered exit code 126, expected 0"
@@ -290,9 +290,10 @@ def test_command_whose_engine_answer_lost_the_reason_without_passwd_says_so(
         f"FROM {busybox} AS tools\nFROM scratch\nCOPY --from=tools /bin/busybox /bin/sleep\n"
     )
     container = started(ref, command=["/bin/sleep", "600"], entrypoint=[])
-    view = container.serving({command_of(["true"], user="svc"): ExecResult(["true"], 126, "", "")})
-    with pytest.raises(AssertionError) as failure:
-        assert_command(view, ["true"], user="svc")
+    lost = ExecResult(["true"], 126, "", "")
+    share = Prefetched(execs={command_of(["true"], user="svc"): lost})
+    with container.serving(share), pytest.raises(AssertionError) as failure:
+        assert_command(container, ["true"], user="svc")
     assert (
         "did not run: user 'svc' cannot be resolved: the container's /etc/passwd does not "
         "exist, so the engine could not start it"
@@ -303,18 +304,18 @@ def test_command_whose_engine_answer_lost_the_reason_without_passwd_says_so(
 def test_command_whose_lost_answer_names_a_user_the_container_has_claims_nothing(
     plain, user
 ) -> None:
-    view = plain.serving({command_of(["true"], user=user): ExecResult(["true"], 126, "", "")})
-    with collecting() as evidence, pytest.raises(AssertionError) as failure:
-        assert_command(view, ["true"], user=user)
+    share = Prefetched(execs={command_of(["true"], user=user): ExecResult(["true"], 126, "", "")})
+    with plain.serving(share), collecting() as evidence, pytest.raises(AssertionError) as failure:
+        assert_command(plain, ["true"], user=user)
     assert "exited with 126, expected 0" in str(failure.value)
     assert "command_not_run" not in evidence[0].facts
 
 
 def test_command_in_a_batch_says_the_same_as_alone(plain) -> None:
     commands = [command_of(["true"]), command_of(["curl", "--version"]), command_of(["true"])]
-    view = plain.serving(dict(zip(commands, plain.exec_batch(commands), strict=True)))
-    with pytest.raises(AssertionError) as batched:
-        assert_command(view, ["curl", "--version"])
+    share = Prefetched(execs=dict(zip(commands, plain.exec_batch(commands), strict=True)))
+    with plain.serving(share), pytest.raises(AssertionError) as batched:
+        assert_command(plain, ["curl", "--version"])
     with pytest.raises(AssertionError) as alone:
         assert_command(plain, ["curl", "--version"])
     assert str(batched.value) == str(alone.value)

@@ -180,6 +180,7 @@ def test_json_report_without_image_has_null_image_and_budget(tmp_path: Path) -> 
     assert report["engine_version"] is None
     assert report["layers"] == []
     assert report["size_budget_bytes"] is None
+    assert report["requested_ref"] is None
 
 
 @pytest.mark.parametrize(
@@ -353,6 +354,28 @@ def test_report_without_image_still_writes_markdown_and_no_chart(tmp_path: Path)
     assert "## Layers" not in text
     assert "build failed: step 3/9 exited 1" in text
     assert not list(tmp_path.glob("*.svg"))
+
+
+def test_image_requested_but_not_inspected_is_named_as_such(tmp_path: Path) -> None:
+    data = report_data(
+        image=None, engine_version=None, layers=(), size_budget=None, requested_ref="app:1"
+    )
+    text = markdown(tmp_path, data)
+    assert text.startswith("# Image check report: `app:1`\n")
+    identity = text.split("## Image\n\n", 1)[1].split("\n## ", 1)[0]
+    assert identity.startswith("No image was inspected in this session.\n")
+    assert "| Reference | `app:1` (requested, not inspected) |" in identity
+    assert "| ID |" not in identity
+    write_report(data, tmp_path / "report.json")
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert (report["image"], report["requested_ref"]) == (None, "app:1")
+
+
+def test_inspected_image_is_shown_whatever_reference_was_requested(tmp_path: Path) -> None:
+    text = markdown(tmp_path, report_data(requested_ref="app:1"))
+    assert text.startswith(f"# Image check report: `{IMAGE.ref}`\n")
+    assert "requested, not inspected" not in text
+    assert f"| Reference | `{IMAGE.ref}` |" in text
 
 
 def test_report_with_no_results_says_none_were_recorded(tmp_path: Path) -> None:

@@ -24,12 +24,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from pytest_imagecheck.checks.secrets import Finding, find_secrets, keep_file
+from pytest_imagecheck.checks.secrets import Finding, find_secrets
 from pytest_imagecheck.engine import Engine
 from pytest_imagecheck.evidence import as_text, collecting
 from pytest_imagecheck.image import ImageUnderTest
 from pytest_imagecheck.layers import SNIFF_BYTES, Keep, LayerContents, SharedLayers, read_layer
-from pytest_imagecheck.secret_rules import mask_text
+from pytest_imagecheck.secret_rules import keep_file, mask_text
 
 Private = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 

@@ -3,7 +3,8 @@ file and line, the shipped JSON Schema, and criteria that run the same check fun
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
+import functools
 import inspect
 import json
 import re
@@ -15,9 +16,16 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_imagecheck import spec
+from pytest_imagecheck.checks import structure
+from pytest_imagecheck.declaration import Check, Key
+from pytest_imagecheck.errors import ImageCheckError
+from pytest_imagecheck.kinds import BOOL, TEXT, TEXTS
 from pytest_imagecheck.spec import CHECKS, Criterion, SpecError, json_schema, load_spec, parse_spec
+from pytest_imagecheck.units import parse_mode, port_key
 
 EXAMPLE = r"""# imagecheck.yaml: acceptance criteria for the image under test
 criteria:
@@ -223,7 +231,7 @@ def test_endpoint_path_and_status_default_as_in_the_python_api() -> None:
 def test_request_timeout_is_a_duration_key_of_endpoint_and_hardened(check: str) -> None:
     criterion = one(f"  - check: {check}\n    timeout: 30s\n    request_timeout: 10s\n")
     assert criterion.args["request_timeout"] == timedelta(seconds=10)
-    assert "request_timeout" in inspect.signature(CHECKS[check].function()).parameters
+    assert "request_timeout" in inspect.signature(CHECKS[check].function).parameters
     with pytest.raises(SpecError, match=r"request_timeout: bad duration \"soon\""):
         one(f"  - check: {check}\n    request_timeout: soon\n")
 
@@ -611,6 +619,37 @@ def test_errors_name_the_file_as_given(tmp_path: Path) -> None:
         load_spec(path)
 
 
+# --- the README's table of checks ------------------------------------------------------------
+
+README = Path(spec.__file__).parents[1] / "README.md"
+
+
+def _readme_rows() -> list[list[str]]:
+    """The rows of the README's table of imagecheck.yaml checks, as lists of cells."""
+    section = README.read_text(encoding="utf-8").split("## imagecheck.yaml: criteria as data")[1]
+    table = section.split("| check | runs | on | keys (**required**) |")[1].split("\n\n")[0]
+    rows = [line.strip().strip("|").split(" | ") for line in table.strip().splitlines()]
+    return rows[1:]  # after the | --- | line
+
+
+def test_readme_table_names_each_check_its_function_and_its_keys() -> None:
+    described: set[str] = set()
+    for names, runs, _, keys in _readme_rows():
+        for name in re.findall(r"`(\w+)`", names):
+            check = CHECKS[name]  # a row for a check that does not exist fails here
+            described.add(name)
+            assert f"`{check.function.__name__}`" in runs, name
+            like = re.match(r"as `(\w+)`", keys)
+            listed = set(re.findall(r"`(\w+)`", keys)) - ({like[1]} if like else set())
+            inherited = {key.name for key in CHECKS[like[1]].keys} if like else set()
+            own = {key.name for key in check.keys}
+            assert listed <= own, name
+            assert own <= listed | inherited, name
+            required = {key.name for key in check.keys if key.required}
+            assert set(re.findall(r"\*\*`(\w+)`\*\*", keys)) == required, name
+    assert described == set(CHECKS)
+
+
 # --- JSON Schema -----------------------------------------------------------------------------
 
 
@@ -669,6 +708,7 @@ def test_schema_offers_each_check_only_its_own_keys(
         ({"check": "endpoint", "status": 700}, False),
         ({"check": "endpoint", "port": "5000/udp"}, True),
         ({"check": "endpoint", "port": "5000/http"}, False),
+        ({"check": "endpoint", "port": "08080"}, True),
         ({"check": "endpoint", "request_timeout": "10s"}, True),
         ({"check": "hardened", "request_timeout": 2.5}, True),
         ({"check": "hardened", "request_timeout": "10 seconds"}, False),
@@ -684,6 +724,9 @@ def test_schema_offers_each_check_only_its_own_keys(
         ({"check": "file", "path": "/f", "mode": "0644"}, True),
         ({"check": "file", "path": "/f", "mode": 644}, False),
         ({"check": "file", "path": "/f", "mode": "0999"}, False),
+        ({"check": "file", "path": "/f", "mode": "17777"}, False),
+        ({"check": "file", "path": "/f", "mode": "07777"}, True),
+        ({"check": "file", "path": "/f", "mode": "00644"}, True),
         ({"check": "file", "path": "/f", "kind": "dir"}, True),
         ({"check": "file", "path": "/f", "kind": "directory"}, False),
         ({"check": "file", "path": "f"}, False),
@@ -715,29 +758,124 @@ def test_schema_and_loader_agree_on_values(
     assert loaded is valid
 
 
+def _loads(item: dict[str, Any]) -> bool:
+    try:
+        parse_spec(yaml.safe_dump({"criteria": [item]}))
+    except SpecError:
+        return False
+    return True
+
+
+def _parses(parse: Callable[[Any], Any], value: Any) -> bool:
+    try:
+        parse(value)
+    except ImageCheckError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "port", ["5000", "53/udp", "000005000", "5000/http", "0", "65536", 70000, "\u0665\u0660", True]
+)
+def test_the_loader_takes_the_ports_the_checks_take(port: object) -> None:
+    assert _loads({"check": "exposed_ports", "expect": [port]}) is _parses(port_key, port)
+
+
+@pytest.mark.parametrize("mode", ["0644", "644", "4755", "07777", "17777", "0999", "rwx", "64"])
+def test_the_loader_takes_the_modes_the_checks_take(mode: str) -> None:
+    assert _loads({"check": "file", "path": "/f", "mode": mode}) is _parses(parse_mode, mode)
+
+
+def _agree(validator: jsonschema.Draft202012Validator, item: dict[str, Any]) -> None:
+    document = {"criteria": [item]}
+    try:
+        parse_spec(yaml.safe_dump(document))
+    except SpecError:
+        loaded = False
+    else:
+        loaded = True
+    assert validator.is_valid(document) is loaded
+
+
+@settings(max_examples=150, deadline=None)
+@given(total=st.text(alphabet="0123456789. kKmMgGtTiIbBx\t", max_size=8))
+def test_schema_and_loader_agree_on_any_size(
+    validator: jsonschema.Draft202012Validator, total: str
+) -> None:
+    _agree(validator, {"check": "size", "total": total})
+
+
+@settings(max_examples=150, deadline=None)
+@given(interval=st.text(alphabet="0123456789. <=>!hmsunµμ", max_size=8))
+def test_schema_and_loader_agree_on_any_duration_bound(
+    validator: jsonschema.Draft202012Validator, interval: str
+) -> None:
+    _agree(validator, {"check": "healthcheck", "interval": interval})
+
+
 # --- running criteria ------------------------------------------------------------------------
 
 
-def _parameters(check: spec.Check) -> list[inspect.Parameter]:
-    """The check function's parameters after the fact it is given first."""
-    return list(inspect.signature(check.function()).parameters.values())[1:]
+def _check_user(image: object, *, allow: tuple[str, ...] = (), container: object = None) -> None:
+    """A check function with the signature of assert_non_root."""
 
 
-@pytest.mark.parametrize("check", CHECKS.values(), ids=list(CHECKS))
-def test_every_key_is_a_parameter_of_its_check_function(check: spec.Check) -> None:
-    keywords = {key.keyword for key in check.keys if key.keyword}
-    assert keywords <= {parameter.name for parameter in _parameters(check)}
+def _check_base(image: object, base: str) -> None:
+    """A check function with the signature of assert_built_from."""
 
 
-@pytest.mark.parametrize("check", CHECKS.values(), ids=list(CHECKS))
-def test_every_parameter_a_check_function_requires_is_always_given(check: spec.Check) -> None:
-    required = {p.name for p in _parameters(check) if p.default is inspect.Parameter.empty}
-    always = {key.keyword for key in check.keys if key.required or key.default is not None}
-    assert required <= always
+def test_a_key_its_check_function_does_not_take_fails_when_declared() -> None:
+    with pytest.raises(TypeError) as refused:
+        Check("demo", "A demo.", _check_user, "image", (Key("alow", TEXTS, "Misspelt."),))
+    assert str(refused.value) == (
+        "check demo: key 'alow' is passed as alow=, which _check_user(image, *, allow=(), "
+        "container=None) does not take: name the parameter with Key(arg=...), or fix the key"
+    )
+
+
+def test_a_key_passed_under_another_name_is_checked_under_that_name() -> None:
+    Check("demo", "A demo.", _check_user, "image", (Key("users", TEXTS, "Ok.", arg="allow"),))
+    with pytest.raises(TypeError, match=r"key 'users' is passed as users_allowed="):
+        Check(
+            "demo",
+            "A demo.",
+            _check_user,
+            "image",
+            (Key("users", TEXTS, "Wrong.", arg="users_allowed"),),
+        )
+
+
+def test_a_flag_that_passes_the_container_needs_a_container_parameter() -> None:
+    runtime = Key("runtime", BOOL, "Passes container=.", needs=frozenset({"container"}))
+    Check("demo", "A demo.", _check_user, "image", (runtime,))
+    base = Key("base", TEXT, "The base.", required=True, example="base:1")
+    with pytest.raises(TypeError, match=r"key 'needs container' is passed as container=, which "):
+        Check("demo", "A demo.", _check_base, "image", (base, runtime))
+
+
+def test_a_parameter_no_key_always_gives_fails_when_declared() -> None:
+    optional_base = Key("base", TEXT, "Not required, no default.")
+    with pytest.raises(TypeError) as refused:
+        Check("demo", "A demo.", _check_base, "image", (optional_base,))
+    assert str(refused.value) == (
+        "check demo: _check_base(image, base) needs base=, which no key always gives: declare "
+        "the key required=True or give it a default"
+    )
+
+
+def test_a_cross_key_rule_names_declared_keys() -> None:
+    allow = Key("allow", TEXTS, "Users.", example=["app"])
+    with pytest.raises(TypeError, match=r"check demo: at_least_one names 'allw', which is no key"):
+        Check("demo", "A demo.", _check_user, "image", (allow,), at_least_one=("allw",))
+
+
+def test_a_key_a_message_asks_for_has_an_example() -> None:
+    base = Key("base", TEXT, "The base.", required=True)
+    with pytest.raises(TypeError, match=r"check demo: key 'base' needs an example"):
+        Check("demo", "A demo.", _check_base, "image", (base,))
 
 
 def test_file_kinds_are_those_assert_file_takes() -> None:
-    structure = importlib.import_module("pytest_imagecheck.checks.structure")
     assert CHECKS["file"].key("kind").kind.schema["enum"] == list(structure.KINDS)
 
 
@@ -749,16 +887,17 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
     """Replace every check function with one that records its calls, after checking that each
     call fits the real function's signature."""
     recorded: list[Call] = []
-    for check in CHECKS.values():
-        module_name, _, name = check.target.rpartition(".")
-        module = importlib.import_module(module_name)
-        monkeypatch.setattr(module, name, _recorder(name, getattr(module, name), recorded))
+    for name, check in CHECKS.items():
+        recorder = _recorder(check.function, recorded)
+        monkeypatch.setitem(CHECKS, name, dataclasses.replace(check, function=recorder))
     return recorded
 
 
-def _recorder(name: str, real: Callable[..., Any], recorded: list[Call]) -> Callable[..., None]:
+def _recorder(real: Callable[..., Any], recorded: list[Call]) -> Callable[..., None]:
     signature = inspect.signature(real)
+    name = real.__name__
 
+    @functools.wraps(real)  # the declaration checks the real function's signature
     def record(*args: Any, **kwargs: Any) -> None:
         signature.bind(*args, **kwargs)
         recorded.append((name, args, kwargs))
@@ -872,9 +1011,10 @@ def test_non_root_without_runtime_checks_the_image_only(calls: list[Call]) -> No
 
 
 def test_run_raises_what_the_check_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(image: object) -> None:
+    def fail(image: object, *, allow: object = (), container: object = None) -> None:
         raise AssertionError("image app:1 runs as root")
 
-    monkeypatch.setattr("pytest_imagecheck.checks.user.assert_non_root", fail)
+    non_root = dataclasses.replace(CHECKS["non_root"], function=fail)
+    monkeypatch.setitem(CHECKS, "non_root", non_root)
     with pytest.raises(AssertionError, match="runs as root"):
         one("  - check: non_root\n").run(Facts().get)

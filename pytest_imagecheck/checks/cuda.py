@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
 
+from .. import kinds
 from ..cuda import (
     Compiler,
     CudaFacts,
@@ -33,6 +34,7 @@ from ..cuda import (
     read_cuda_facts,
     requested_gpu_count,
 )
+from ..declaration import Check, Key, pairs
 from ..errors import ImageCheckError
 from ..evidence import record
 from ..gpu import GpuDevice, GpuHost, NvmlUnavailable, read_gpu_host
@@ -538,3 +540,26 @@ def assert_cuda_torch_match(
         warnings.warn(CudaCompatibilityWarning(message), stacklevel=2)
     if found.errors:
         raise AssertionError("\n".join(found.errors))
+
+
+# --- imagecheck.yaml -----------------------------------------------------------------------
+
+CUDA_TORCH = Check(
+    "cuda_torch",
+    "The image's CUDA, its torch and the host's driver fit together (assert_cuda_torch_match).",
+    assert_cuda_torch_match,
+    "image",
+    (
+        Key("cuda", kinds.VERSION, 'Expected CUDA version or prefix, in quotes: "12.1".'),
+        Key("torch", kinds.VERSION, 'Expected torch version or prefix, in quotes: "2.5".'),
+        Key("strict_minor", kinds.BOOL, "A CUDA minor that differs fails instead of warning."),
+        Key(
+            "gpu",
+            kinds.BOOL,
+            "Also run a kernel in the session container (started with --gpus); the test "
+            "is marked gpu.",
+            needs=frozenset({"container", "gpu"}),
+        ),
+    ),
+    title=pairs("cuda", "torch"),
+)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json as jsonlib
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -12,12 +11,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..container import ExecResult, health_of, stop_reason
+from .. import kinds
+from ..declaration import Check, Key
 from ..errors import ImageCheckError
 from ..evidence import record
 from ..secret_rules import mask_text
 from ..text import shorten
-from ..units import format_duration, parse_duration
+from ..units import format_duration
+from .waiting import named_duration, stopped_early, time_limit, wait_until
 
 if TYPE_CHECKING:
     from ..container import RunningContainer
@@ -187,33 +188,6 @@ def _answer(
     return Answer(response.status, text, error=error, timed_out=timed_out, location=location)
 
 
-def named_duration(name: str, value: str | float | timedelta) -> timedelta:
-    """``parse_duration(value)``; its error names the argument: ``timeout: bad duration ...``."""
-    try:
-        return parse_duration(value)
-    except ImageCheckError as exc:
-        raise ImageCheckError(f"{name}: {exc}") from None
-
-
-def time_limit(
-    name: str, value: str | float | timedelta, *, leaves: str, example: str
-) -> timedelta:
-    """A duration that bounds a wait (``timeout``, ``request_timeout``): above 0.
-
-    A limit of 0 would make one attempt with no time to answer and report the service's
-    silence, so it is refused up front (:class:`ImageCheckError`), as imagecheck.yaml refuses
-    it when read: ``timeout: 0s leaves no time to wait: give a duration above 0, e.g. "60s"``.
-    ``leaves`` says what the time is for, ``example`` a sensible value.
-    """
-    duration = named_duration(name, value)
-    if duration <= timedelta(0):
-        raise ImageCheckError(
-            f"{name}: {format_duration(duration)} leaves no time {leaves}: "
-            f'give a duration above 0, e.g. "{example}"'
-        )
-    return duration
-
-
 def default_port(container: RunningContainer) -> int | str:
     """The image's single exposed port; a clear error when it exposes none or several."""
     exposed = container.image.exposed_ports
@@ -225,107 +199,6 @@ def default_port(container: RunningContainer) -> int | str:
         )
     raise ImageCheckError(
         f"image {container.image.ref} exposes {', '.join(exposed)}: pass port= to choose one"
-    )
-
-
-def stopped_early(container: RunningContainer, waiting_for: str) -> str | None:
-    """Why waiting for ``waiting_for`` is pointless (the container exited or is unhealthy).
-
-    One inspect of the container (and one more to read the probes when it is unhealthy).
-    """
-    state = container.attrs["State"]
-    stopped = stop_reason(state)
-    if stopped is not None:
-        return (
-            f"container {container.name} {stopped} before {waiting_for}; last log lines:\n"
-            f"{container.log_tail()}"
-        )
-    if health_of(state) == "unhealthy":
-        return (
-            f"container {container.name} turned unhealthy before {waiting_for}"
-            f"{probe_not_run(container)}; last probes:\n{probe_lines(container)}"
-        )
-    return None
-
-
-def probe_lines(container: RunningContainer, last: int = 3) -> str:
-    """The last health probes as indented lines: exit code and the end of their output.
-
-    The end, because that is where a probe's error (or a traceback's last line) is. The
-    image's secret ENV values are masked, should a probe print them.
-    """
-    lines = []
-    for probe in container.health_log[-last:]:
-        text = mask_text(probe.output.strip(), container.image.env)
-        output = [line for line in text.splitlines() if line.strip()]
-        lines.append(f"  exit {probe.exit_code}: {output[-1][-200:] if output else '(no output)'}")
-    return "\n".join(lines) or "  (no probes logged)"
-
-
-#: What a shell says when it finds no program of that name, one line per program:
-#: busybox ash ``/bin/sh: curl: not found``, dash ``/bin/sh: 1: curl: not found``,
-#: bash ``bash: curl: command not found`` (``/bin/sh: line 1: curl: ...`` as sh),
-#: zsh ``zsh:1: command not found: curl``.
-_SHELL_NOT_FOUND = re.compile(
-    r"(?:\S*/)?(?:sh|ash|bash|dash|ksh|mksh)(?:: line \d+|: \d+)?: (?P<program>\S+): "
-    r"(?:command )?not found"
-    r"|(?:\S*/)?zsh:\d+: command not found: (?P<zsh>\S+)"
-)
-
-
-def shell_not_found(output: str) -> list[str] | None:
-    """The programs a shell said it could not find, when that is all ``output`` says; else
-    ``None``. Several lines name several programs (``curl ... || wget ...``, both missing).
-
-    >>> shell_not_found("/bin/sh: 1: curl: not found")
-    ['curl']
-    >>> shell_not_found("curl: (7) Failed to connect to localhost port 8000") is None
-    True
-    """
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    found = [_SHELL_NOT_FOUND.fullmatch(line) for line in lines]
-    if not lines or not all(found):
-        return None
-    return list(dict.fromkeys(m["program"] or m["zsh"] for m in found if m))
-
-
-def probe_not_run(container: RunningContainer) -> str:
-    """``: ... so the service itself was never probed; <fix>`` when the container's last
-    HEALTHCHECK probe could not run its program at all, else ``""``.
-
-    Two ways: the engine could not start the probe (exit code -1 and the engine's refusal,
-    ``exec: "curl": executable file not found in $PATH``), or a shell-form probe's shell
-    found no such program (``/bin/sh: curl: not found``, with 127 or, behind ``|| exit 1``,
-    any other code). Either way the service was not asked, so a message must not read as
-    if it answered badly. One inspect of the container.
-    """
-    attrs = container.attrs
-    test = list(((attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or ["NONE"])
-    probes = (attrs["State"].get("Health") or {}).get("Log") or []
-    if not probes:
-        return ""
-    code, output = int(probes[-1].get("ExitCode", -1)), str(probes[-1].get("Output", ""))
-    form = test[0]
-    refused = ExecResult.start_refused(output) if code == -1 else None
-    if refused is not None:
-        fix = (
-            'use the exec form, HEALTHCHECK CMD ["program", "arg"], with a program the image has'
-            if form == "CMD-SHELL"
-            else "probe with a program the image has"
-        )
-        return (
-            f": the engine cannot run its HEALTHCHECK probe ({form}): {refused}, so the "
-            f"service itself was never probed; {fix}"
-        )
-    missing = shell_not_found(output) if code != 0 else None
-    if missing is None:
-        return ""
-    names = " or ".join(missing)
-    said = "; ".join(line.strip() for line in output.splitlines() if line.strip())
-    return (
-        f": its HEALTHCHECK probe ({form}) could not run: its shell found no {names} in the "
-        f"container ({said}; exit {code}), so the service itself was never probed; install "
-        f"{names} in the image, or probe with a program the image has"
     )
 
 
@@ -408,12 +281,14 @@ def assert_endpoint_ready(
         except ValueError:
             return False
 
-    last = poll()
-    answered = None if last.timed_out else last
-    while not (last.matches or last.stopped) and time.monotonic() < ends:
-        time.sleep(min(pause.total_seconds(), max(ends - time.monotonic(), 0)))
-        last = poll()
-        answered = answered if last.timed_out else last
+    answered: Answer | None = None
+
+    def done(answer: Answer) -> bool:
+        nonlocal answered
+        answered = answered if answer.timed_out else answer
+        return answer.matches or answer.stopped is not None
+
+    last = wait_until(poll, done, seconds=deadline.total_seconds(), interval=pause.total_seconds())
     waited = timedelta(seconds=round(time.monotonic() - started, 3))
     record(
         "endpoint",
@@ -467,3 +342,60 @@ def assert_endpoint_ready(
             f"last attempt {last.error}{before} {counted}: {fix}"
         )
     return last
+
+
+# --- imagecheck.yaml -----------------------------------------------------------------------
+
+
+def _title(values: Mapping[str, Any]) -> str:
+    status = values["status"]
+    codes = "/".join(map(str, status)) if isinstance(status, list) else str(status)
+    return f"{values['path']} -> {codes}"
+
+
+_KEYS = (
+    Key("path", kinds.ABSOLUTE_PATH, "The path to poll.", default="/health"),
+    Key("port", kinds.PORT, "The container port; default: the image's single exposed port."),
+    Key("status", kinds.STATUS, "The status code (or codes) that mean ready.", default=200),
+    Key("json", kinds.JSON_OBJECT, "A mapping the JSON body must contain (nested subset)."),
+    Key("timeout", kinds.TIMEOUT, 'How long to wait for the answer; default "60s".'),
+    Key("interval", kinds.DURATION, 'The pause between polls; default "250ms".'),
+    Key(
+        "request_timeout",
+        kinds.REQUEST_TIMEOUT,
+        "How long one request (connection, answer and body) may take; default: the time "
+        "left of timeout.",
+        example="10s",
+    ),
+)
+ENDPOINT = Check(
+    "endpoint",
+    "An HTTP endpoint of the session container answers as expected (assert_endpoint_ready).",
+    assert_endpoint_ready,
+    "container",
+    _KEYS,
+    title=_title,
+)
+HARDENED = Check(
+    "hardened",
+    "A container started with a read-only root, all capabilities dropped and "
+    "no-new-privileges answers as expected (assert_endpoint_ready).",
+    assert_endpoint_ready,
+    "run_container",
+    (
+        *_KEYS,
+        Key(
+            "tmpfs",
+            kinds.TMPFS,
+            "Writable tmpfs mounts the service needs, e.g. [/tmp].",
+            default=[],
+            container_option=True,
+        ),
+    ),
+    title=_title,
+    run_options={
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+    },
+)

@@ -6,11 +6,12 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import tenacity
-
+from .. import kinds
+from ..container import health_of
+from ..declaration import Check, Key
 from ..evidence import record
 from ..units import format_duration
-from .endpoint import probe_lines, probe_not_run, time_limit
+from .waiting import probe_lines, probe_not_run, stopped_early, time_limit, wait_until
 
 if TYPE_CHECKING:
     from ..container import RunningContainer
@@ -58,29 +59,16 @@ def assert_healthy(
 
     def poll() -> tuple[str | None, str | None]:
         """The health status, and why to stop waiting early (``None`` to go on)."""
-        stopped = container.stopped()
-        if stopped is not None:
-            return None, (
-                f"container {container.name} {stopped} before it turned healthy; "
-                f"last log lines:\n{container.log_tail()}"
-            )
-        current = container.health
-        if current == "unhealthy":
-            return current, (
-                f"container {container.name} turned unhealthy (`{health.command}`)"
-                f"{probe_not_run(container)}; last probes:\n{probe_lines(container)}"
-            )
-        return current, None
+        state = container.attrs["State"]
+        return health_of(state), stopped_early(container, None, state)
 
     try:
-        final, stop = tenacity.Retrying(
-            stop=tenacity.stop_after_delay(deadline.total_seconds()),
-            wait=tenacity.wait_fixed(min(health.interval.total_seconds(), 0.5)),
-            retry=tenacity.retry_if_result(lambda result: result[0] != "healthy" and not result[1]),
-            retry_error_callback=lambda state: (
-                state.outcome.result() if state.outcome else (None, None)
-            ),
-        )(poll)
+        final, stop = wait_until(
+            poll,
+            lambda result: result[0] == "healthy" or result[1] is not None,
+            seconds=deadline.total_seconds(),
+            interval=min(health.interval.total_seconds(), 0.5),
+        )
     finally:
         probes = container.health_log
         record(
@@ -98,3 +86,14 @@ def assert_healthy(
             f"health is {final}{probe_not_run(container)}; "
             f"last probes:\n{probe_lines(container)}"
         )
+
+
+# --- imagecheck.yaml -----------------------------------------------------------------------
+
+HEALTHY = Check(
+    "healthy",
+    "The engine reports the session container healthy (assert_healthy).",
+    assert_healthy,
+    "container",
+    (Key("timeout", kinds.TIMEOUT, "How long to wait; default: from the image's HEALTHCHECK."),),
+)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from .. import kinds
+from ..declaration import Check, Key
 from ..errors import ImageCheckError
 from ..evidence import record
 from ..units import Bound, format_duration, parse_bound, parse_duration
@@ -110,3 +113,35 @@ def assert_healthcheck(
             problems.append(f"healthcheck probe `{health.command}` does not contain {shown}")
     if problems:
         raise AssertionError(f"{'; '.join(problems)}{where}")
+
+
+# --- imagecheck.yaml -----------------------------------------------------------------------
+
+
+def _title(values: Mapping[str, Any]) -> str:
+    parts = []
+    for name in ("interval", "timeout", "start_period", "retries"):
+        if name in values:
+            bound = (
+                parse_bound(values[name], parse=int)
+                if name == "retries"
+                else parse_bound(values[name])
+            )
+            parts.append(f"{name}{'=' if bound.op == '==' else ''}{bound}")
+    return " ".join(parts)
+
+
+HEALTHCHECK = Check(
+    "healthcheck",
+    "The image has a HEALTHCHECK with these timings and probe (assert_healthcheck).",
+    assert_healthcheck,
+    "image",
+    (
+        Key("interval", kinds.DURATION_BOUND, 'Exact ("30s") or a bound ("<=30s").'),
+        Key("timeout", kinds.DURATION_BOUND, 'Exact ("10s") or a bound ("<=10s").'),
+        Key("start_period", kinds.DURATION_BOUND, 'Exact ("60s") or a bound ("<=2m").'),
+        Key("retries", kinds.COUNT_BOUND, 'Exact (3) or a bound (">=3").'),
+        Key("test", kinds.TEXT, "A substring the probe command must contain."),
+    ),
+    title=_title,
+)

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .. import kinds
+from ..declaration import Check, Key, value_of
 from ..errors import ImageCheckError, ImageNotFound
 from ..evidence import record
 from ..platforms import PLATFORM_ARGS
@@ -254,10 +256,10 @@ def assert_built_from(image: ImageUnderTest, base: ImageUnderTest | str) -> None
     """
     __tracebackhide__ = True
     if isinstance(base, str):
-        if image.engine is None:
+        if image.source is None:
             raise ImageCheckError(f"cannot look up base {base!r}: no engine attached")
         try:
-            base = image.engine.image(base)
+            base = image.source.image(base)
         except ImageNotFound:
             raise ImageCheckError(
                 f"base image {base!r} is not on the engine: pull it first (docker pull {base})"
@@ -293,3 +295,31 @@ def assert_built_from(image: ImageUnderTest, base: ImageUnderTest | str) -> None
 
 def _short(diff_id: str) -> str:
     return diff_id.removeprefix("sha256:")[:12]
+
+
+# --- imagecheck.yaml -----------------------------------------------------------------------
+
+BASE_IMAGES_PINNED = Check(
+    "base_images_pinned",
+    "Every external image the Dockerfile uses is pinned by @sha256 digest "
+    "(assert_base_images_pinned).",
+    assert_base_images_pinned,
+    "dockerfile",
+    (Key("allow", kinds.TEXTS, "References exempt on purpose, as written or as resolved."),),
+)
+BUILT_FROM = Check(
+    "built_from",
+    "The image's first layers are the layers of this base (assert_built_from).",
+    assert_built_from,
+    "image",
+    (
+        Key(
+            "base",
+            kinds.TEXT,
+            "The base image reference on the engine.",
+            required=True,
+            example="registry.example/base@sha256:4f0d...",
+        ),
+    ),
+    title=value_of("base"),
+)

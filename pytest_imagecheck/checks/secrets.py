@@ -52,10 +52,23 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .. import kinds
+from ..declaration import Check, Key
 from ..errors import ImageCheckError
 from ..evidence import record
-from ..layers import Keep
-from ..secret_rules import RULES, URL_CREDENTIALS, credential_formats, is_inert, mask, rule_for
+from ..secret_rules import (
+    CREDENTIAL_FILES,
+    RULES,
+    SSH_KEY_FILES,
+    URL_CREDENTIALS,
+    credential_file,
+    credential_formats,
+    is_candidate_file,
+    is_inert,
+    keep_file,
+    mask,
+    rule_for,
+)
 from ..text import shorten
 
 if TYPE_CHECKING:
@@ -67,7 +80,7 @@ if TYPE_CHECKING:
 # PGP), then any RFC 1421 headers (Proc-Type, DEK-Info, Version), then a real base64 body, so
 # a document that only names the header is not a key. In JSON (a service account key file)
 # the line breaks are written \n. Also PuTTY (.ppk) and ssh.com (SSH2) private key files.
-# _may_hold_private_key is the layer read's cheap test for the same: every match holds
+# secret_rules.may_hold_private_key is the layer read's cheap test for the same: every match holds
 # "PRIVATE KEY" or "PuTTY-User-Key-File-".
 _BREAK = r"(?:\s|\\[rn])+"
 _PRIVATE_KEY_MATERIAL = re.compile(
@@ -104,7 +117,6 @@ _PUBLIC_LINE = re.compile(
     r" AAAA[A-Za-z0-9+/]+=*(?:[^\S\n][^\n]*)?)$"
 )
 
-_SSH_KEY_FILES = frozenset(["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"])
 _ENV_TEMPLATES = (".example", ".sample", ".template", ".dist")
 # Published packages and toolchains ship test keys (tornado, twisted, node's
 # https-proxy-agent, Go's crypto/tls testdata, gems, crates): public knowledge, not this
@@ -118,25 +130,6 @@ _PACKAGE_TREES = (
     "/.cargo/registry/",
     "/usr/local/go/src/",
 )
-_NETRC_PASSWORD = re.compile(r"\bpassword\s+(\S+)")
-# Credential files by name (or the last two parts of their path): the rule, and the setting
-# that must hold a literal value (None: the file alone is the finding).
-_CREDENTIAL_FILES: dict[str, tuple[str, re.Pattern[str] | None]] = {
-    ".git-credentials": ("git-credentials", None),
-    ".netrc": ("netrc-password", _NETRC_PASSWORD),
-    "_netrc": ("netrc-password", _NETRC_PASSWORD),
-    ".npmrc": ("npmrc-token", re.compile(r"(?m)^\s*\S*_(?:authToken|auth|password)\s*=\s*(\S+)")),
-    ".pypirc": ("pypirc-password", re.compile(r"(?m)^\s*password\s*[=:]\s*(\S+)")),
-    ".docker/config.json": (
-        "docker-config-auth",
-        re.compile(r'"(?:auth|password|identitytoken|registrytoken)"\s*:\s*"([^"]+)"'),
-    ),
-    ".aws/credentials": (
-        "aws-credentials-file",
-        re.compile(r"(?mi)^\s*aws_secret_access_key\s*=\s*(\S+)"),
-    ),
-}
-
 _NOT_READ = ": its content was not read (over 1 MiB, or a hard link to a file read by no name)"
 _BY_NAME = (
     ": named as an SSH private key, and its content is neither a private key this check reads "
@@ -215,7 +208,7 @@ def _waivers(accept: Mapping[str, str] | None) -> dict[str, str]:
             f"not {type(accept).__name__}"
         )
     for key, reason in accept.items():
-        if not isinstance(key, str) or not re.fullmatch(r"(?:env|history|file):\S.*", key):
+        if not isinstance(key, str) or not kinds.FINDING_ID.match(key):
             raise ImageCheckError(
                 f"accept key {key!r} is not a finding id: use env:NAME, history:NAME, "
                 "history:step-N or file:/path, as the failure message names them"
@@ -331,52 +324,6 @@ def _history_findings(image: ImageUnderTest) -> Iterator[Finding]:
                 break
 
 
-def _credential_file(path: str) -> str | None:
-    """The key of ``_CREDENTIAL_FILES`` that ``path`` is, if any."""
-    base = posixpath.basename(path)
-    last_two = posixpath.join(posixpath.basename(posixpath.dirname(path)), base)
-    return next((key for key in (base, last_two) if key in _CREDENTIAL_FILES), None)
-
-
-def _is_candidate(path: str) -> bool:
-    """Whether a file's name makes it worth reading."""
-    base = posixpath.basename(path)
-    return (
-        base in _SSH_KEY_FILES
-        or base.endswith((".pem", ".key"))
-        or base == ".env"
-        or base.startswith(".env.")
-        or _credential_file(path) is not None
-    )
-
-
-# A PEM file: a line that starts a PEM block within its first KiB (after a byte order mark,
-# comments, or the `Bag Attributes` and `subject=` lines openssl writes before a block).
-_PEM_HEAD = re.compile(rb"(?:\A|[\r\n])(?:\xef\xbb\xbf)?[ \t]*-----BEGIN [A-Z0-9 ]+-----")
-_PEM_HEAD_BYTES = 1024
-
-
-def _may_hold_private_key(head: bytes) -> bool:
-    """Whether a file whose first bytes are ``head`` may hold private key material.
-
-    A substring test, or a file that starts like a PEM file: that one is kept whole, since a
-    certificate chain followed by its key (nginx's and HAProxy's bundles) can put the key past
-    the first 16 KiB. Only PEM-looking heads are kept, so the cost stays that of the PEM
-    files in the image.
-    """
-    return (
-        b"PRIVATE KEY" in head
-        or head.startswith(b"PuTTY-User-Key-File-")
-        or _PEM_HEAD.search(head, 0, _PEM_HEAD_BYTES) is not None
-    )
-
-
-#: What a layer read keeps for this check: files whose name makes them candidates, and any
-#: small file whose first 16 KiB may hold a private key, whatever it is called (all of a file
-#: that starts with a PEM block).
-keep_file = Keep(lambda path, size: _is_candidate(path), _may_hold_private_key)
-
-
 def _is_public_material(text: str) -> bool:
     """Whether ``text`` is certificates and public keys only (and comments), nothing else."""
     rest = _PUBLIC_LINE.sub("", _PUBLIC_PEM.sub("", text))
@@ -393,7 +340,7 @@ def _file_rule(path: str, content: bytes | None) -> tuple[str, str] | None:
     base = posixpath.basename(path)
     text = None if content is None else content.decode("utf-8", "replace")
     private = text is not None and _PRIVATE_KEY_MATERIAL.search(text) is not None
-    if base in _SSH_KEY_FILES:
+    if base in SSH_KEY_FILES:
         if text is None:
             return "private-key", f"{_NOT_READ}, so whether it holds a private key is not measured"
         if private:
@@ -405,10 +352,10 @@ def _file_rule(path: str, content: bytes | None) -> tuple[str, str] | None:
         return "private-key", ""
     if base == ".env" or (base.startswith(".env.") and not base.endswith(_ENV_TEMPLATES)):
         return "env-file", ""
-    key = _credential_file(path)
+    key = credential_file(path)
     if key is None:
         return None
-    rule, setting = _CREDENTIAL_FILES[key]
+    rule, setting = CREDENTIAL_FILES[key]
     if setting is None or any(not is_inert(value) for value in setting.findall(text or "")):
         return rule, ""
     return None
@@ -428,9 +375,9 @@ def _stored_file_rule(names: list[str], content: bytes | None) -> tuple[str, str
             return name, *hit
     if content is None:
         for name in names:
-            key = _credential_file(name)
+            key = credential_file(name)
             if key is not None:
-                rule = _CREDENTIAL_FILES[key][0]
+                rule = CREDENTIAL_FILES[key][0]
                 return name, rule, f"{_NOT_READ}, so whether it holds a credential is not measured"
     return None
 
@@ -442,9 +389,7 @@ def _superseded(
     for later in layers[layer.index + 1 :]:
         if path in later.entries:
             return later.index, "replaced"
-        deleted = any(path == gone or path.startswith(gone + "/") for gone in later.whiteouts)
-        hidden = any(path.startswith(d.rstrip("/") + "/") for d in later.opaque_dirs)
-        if deleted or hidden:
+        if later.hides(path) is not None:
             return later.index, "deleted"
     return None
 
@@ -477,7 +422,7 @@ def _file_findings(image: ImageUnderTest) -> Iterator[Finding]:
             content = layer.contents.get(first)
             if layer.entries[first].kind == "file" and layer.entries[first].size == 0:
                 continue
-            if content is None and not any(_is_candidate(name) for name in names):
+            if content is None and not any(is_candidate_file(name) for name in names):
                 continue  # neither its names nor its first bytes made it worth reading
             hit = _stored_file_rule(names, content)
             if hit is None:
@@ -492,3 +437,14 @@ def _file_findings(image: ImageUnderTest) -> Iterator[Finding]:
             found.setdefault(f"file:{path}", (rule, []))[1].append(where)
     for key, (rule, places) in sorted(found.items()):
         yield Finding(key, rule, "; ".join(places))
+
+
+# --- imagecheck.yaml -----------------------------------------------------------------------
+
+NO_SECRETS = Check(
+    "no_secrets",
+    "The image carries no secrets, save those accepted (assert_no_secrets).",
+    assert_no_secrets,
+    "image",
+    (Key("accept", kinds.ACCEPT, "Finding ids accepted on purpose, each with its reason."),),
+)

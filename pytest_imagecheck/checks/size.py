@@ -17,10 +17,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeGuard
 
+from .. import kinds
+from ..declaration import Check, Key, pairs
 from ..errors import ImageCheckError
 from ..evidence import record
 from ..text import shorten
-from ..units import format_size, parse_size
+from ..units import NUMBER_PATTERN, format_size, parse_size
 
 if TYPE_CHECKING:
     from ..image import ImageUnderTest, Layer
@@ -33,7 +35,7 @@ BASELINE_KIND = "pytest-imagecheck size baseline"
 BASELINE_COMMAND = "python -m pytest_imagecheck baseline IMAGE_REF"
 
 _TOP = 5
-_GROWTH = re.compile(r"([+-]?) *([0-9]+(?:\.[0-9]*)?|\.[0-9]+) *%")
+_GROWTH = re.compile(rf"([+-]?) *({NUMBER_PATTERN}) *%")
 
 
 @dataclass(frozen=True)
@@ -415,3 +417,29 @@ def _grown_section(steps: list[Layer], accepted: SizeBaseline) -> str:
     grown.sort(key=lambda item: item[0], reverse=True)
     lines = [f"  {'+' + format_size(delta):>8}  {text}" for delta, text in grown[:_TOP]]
     return "layers new or grown since the baseline:\n" + ("\n".join(lines) or "  none")
+
+
+# --- imagecheck.yaml -----------------------------------------------------------------------
+
+SIZE = Check(
+    "size",
+    "The image keeps within its size budgets (assert_size_within).",
+    assert_size_within,
+    "image",
+    (
+        Key("total", kinds.SIZE, "Budget for the uncompressed image size.", example="2.5GB"),
+        Key("layer", kinds.SIZE, "Budget for the largest layer.", example="1.5GB"),
+        Key("wasted", kinds.SIZE, "Budget for bytes that later layers overwrite or delete."),
+        Key(
+            "baseline",
+            kinds.SPEC_FILE,
+            "A size baseline file, relative to this file; needs growth.",
+            example="size-baseline.json",
+        ),
+        Key("growth", kinds.PERCENT, "Growth allowed over the baseline.", example="10%"),
+        Key("growth_floor", kinds.SIZE, 'Growth always allowed; default "10MB".'),
+    ),
+    title=pairs("total", "layer", "wasted", "growth"),
+    at_least_one=("total", "layer", "wasted", "baseline"),
+    together=("baseline", "growth"),
+)

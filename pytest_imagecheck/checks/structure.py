@@ -16,12 +16,15 @@ import stat
 import tarfile
 from collections.abc import Iterable, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .. import kinds
 from ..batch import Command
+from ..declaration import Check, Key, names_in, pairs, value_of
 from ..errors import ImageCheckError
 from ..evidence import record
 from ..secret_rules import mask_text
+from ..units import parse_mode, port_key
 from .user import parse_table
 
 if TYPE_CHECKING:
@@ -48,7 +51,6 @@ _KIND_OF = {
     tarfile.CHRTYPE: "character device",
     tarfile.BLKTYPE: "block device",
 }
-_PORT = re.compile(r"(\d{1,5})(?:/(tcp|udp|sctp))?")
 
 
 def _quote(value: object) -> str:
@@ -129,15 +131,6 @@ def assert_labels(image: ImageUnderTest, expected: Mapping[str, str | None]) -> 
         raise AssertionError(mask_text(f"image {image.ref}: {'; '.join(problems)}", image.env))
 
 
-def _port(port: int | str) -> str:
-    match = None if isinstance(port, bool) else _PORT.fullmatch(str(port))
-    if match is None or not 1 <= int(match[1]) <= 65535:
-        raise ImageCheckError(
-            f'bad port "{port}": use a number like 5000 or "5000/udp" (tcp, udp or sctp)'
-        )
-    return f"{int(match[1])}/{match[2] or 'tcp'}"
-
-
 def assert_exposed_ports(
     image: ImageUnderTest, expected: Iterable[int | str], *, exactly: bool = False
 ) -> None:
@@ -149,7 +142,7 @@ def assert_exposed_ports(
     __tracebackhide__ = True
     if isinstance(expected, (str, int)):
         raise ImageCheckError(f"ports {expected!r} must be a list, e.g. [{expected!r}]")
-    wanted = list(dict.fromkeys(_port(p) for p in expected))
+    wanted = list(dict.fromkeys(port_key(p) for p in expected))
     found = image.exposed_ports
     missing = [p for p in wanted if p not in found]
     extra = [p for p in found if p not in wanted] if exactly else []
@@ -226,19 +219,6 @@ def assert_config(
     ]
     if problems:
         raise AssertionError(mask_text(f"image {image.ref}: {'; '.join(problems)}", image.env))
-
-
-def _mode(mode: str | int) -> int:
-    value = -1
-    if isinstance(mode, int) and not isinstance(mode, bool):
-        value = mode
-    elif isinstance(mode, str) and re.fullmatch(r"[0-7]{3,5}", mode):
-        value = int(mode, 8)
-    if not 0 <= value <= 0o7777:
-        raise ImageCheckError(
-            f'bad mode "{mode}": use octal digits like "0644" or "644" (or an int like 0o644)'
-        )
-    return value
 
 
 def _account(name: str, value: str | int | None) -> str | int | None:
@@ -376,7 +356,7 @@ def assert_file(
         raise ImageCheckError(f"path {path!r} must be absolute, e.g. '/{path}'")
     if kind is not None and kind not in KINDS:
         raise ImageCheckError(f'bad kind "{kind}": use {", ".join(KINDS)}')
-    wanted_mode = None if mode is None else _mode(mode)
+    wanted_mode = None if mode is None else parse_mode(mode)
     wanted_owner, wanted_group = _account("owner", owner), _account("group", group)
     contains = _text("contains", contains)
     pattern = _compile("matches", matches)
@@ -612,3 +592,125 @@ def _code_hint(found: int, expected: int) -> str:
             "a shell answers 127 for one it cannot find)"
         )
     return ""
+
+
+# --- imagecheck.yaml -----------------------------------------------------------------------
+
+
+def _ports_title(values: Mapping[str, Any]) -> str:
+    ports = " ".join(map(str, values["expect"]))
+    return f"{ports} exactly" if values.get("exactly") else ports
+
+
+def _command_title(values: Mapping[str, Any]) -> str:
+    run = values["run"]
+    return shlex.join(run) if isinstance(run, list) else str(run)
+
+
+ENV = Check(
+    "env",
+    "Config.Env has these values (assert_env).",
+    assert_env,
+    "image",
+    (
+        Key(
+            "expect",
+            kinds.EXPECTED_VALUES,
+            "Variable names and their values; null: must be unset.",
+            required=True,
+            example={"APP_ENV": "prod"},
+            arg="expected",
+        ),
+    ),
+    title=names_in("expect"),
+)
+LABELS = Check(
+    "labels",
+    "Config.Labels has these values (assert_labels).",
+    assert_labels,
+    "image",
+    (
+        Key(
+            "expect",
+            kinds.EXPECTED_VALUES,
+            "Label names and their values; null: must be absent.",
+            required=True,
+            example={"org.opencontainers.image.title": "app"},
+            arg="expected",
+        ),
+    ),
+    title=names_in("expect"),
+)
+EXPOSED_PORTS = Check(
+    "exposed_ports",
+    "The image exposes these ports (assert_exposed_ports).",
+    assert_exposed_ports,
+    "image",
+    (
+        Key(
+            "expect",
+            kinds.PORTS,
+            "Ports the image must expose.",
+            required=True,
+            example=[5000],
+            arg="expected",
+        ),
+        Key("exactly", kinds.BOOL, "Fail on any other exposed port too."),
+    ),
+    title=_ports_title,
+)
+CONFIG = Check(
+    "config",
+    "The image's entrypoint, command, working directory and user (assert_config).",
+    assert_config,
+    "image",
+    (
+        Key("entrypoint", kinds.EXEC_OR_SHELL_FORM, "Config.Entrypoint; [] means none is set."),
+        Key("cmd", kinds.EXEC_OR_SHELL_FORM, "Config.Cmd; [] means none is set."),
+        Key("workdir", kinds.TEXT, "Config.WorkingDir.", example="/app"),
+        Key("user", kinds.TEXT, "Config.User, as written."),
+    ),
+    title=pairs("entrypoint", "cmd", "workdir", "user"),
+    at_least_one=("entrypoint", "cmd", "workdir", "user"),
+)
+FILE = Check(
+    "file",
+    "A path in the session container exists (or not) with this type, mode, owner and "
+    "content (assert_file).",
+    assert_file,
+    "container",
+    (
+        Key("path", kinds.ABSOLUTE_PATH, "The path.", required=True, example="/app/main.py"),
+        Key("exists", kinds.BOOL, "false: the path must not exist."),
+        Key("kind", kinds.one_of(*KINDS), "The type of the path."),
+        Key("mode", kinds.MODE, 'Permission bits in octal, in quotes: "0644".'),
+        Key("owner", kinds.OWNER, "Owning user, by name or uid."),
+        Key("group", kinds.OWNER, "Owning group, by name or gid."),
+        Key("contains", kinds.TEXT, "A substring of the content."),
+        Key("matches", kinds.REGEX, "A regular expression the content matches."),
+    ),
+    title=value_of("path"),
+)
+COMMAND = Check(
+    "command",
+    "A command run in the session container exits and prints as expected (assert_command).",
+    assert_command,
+    "container",
+    (
+        Key(
+            "run",
+            kinds.COMMAND,
+            "The command: a list (exec form) or one string.",
+            required=True,
+            example=["python3", "--version"],
+        ),
+        Key("exit_code", kinds.EXIT_CODE, "The exit code; default 0."),
+        Key("stdout_contains", kinds.TEXT, "A substring of stdout."),
+        Key("stdout_matches", kinds.REGEX, "A regular expression stdout matches."),
+        Key("stderr_contains", kinds.TEXT, "A substring of stderr."),
+        Key("stderr_matches", kinds.REGEX, "A regular expression stderr matches."),
+        Key("user", kinds.TEXT, "Run as this user."),
+        Key("env", kinds.STRING_MAP, "Extra environment variables."),
+    ),
+    title=_command_title,
+)

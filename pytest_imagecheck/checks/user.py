@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .. import kinds
+from ..declaration import Check, Key
 from ..errors import ContainerFailed
 from ..evidence import record
 
@@ -235,3 +237,22 @@ def _runtime_uids(container: RunningContainer) -> RuntimeUids:
     if exec_uid == 0:
         root.append(f"`id -u` in container {container.name} prints 0")
     return RuntimeUids(root, not_measured, init_uid is None and exec_uid is None)
+
+
+# --- imagecheck.yaml -----------------------------------------------------------------------
+
+NON_ROOT = Check(
+    "non_root",
+    "The image's user resolves to a uid other than 0 (assert_non_root).",
+    assert_non_root,
+    "image",
+    (
+        Key(
+            "runtime",
+            kinds.BOOL,
+            "Also check the uid of the running session container (PID 1 and an exec).",
+            needs=frozenset({"container"}),
+        ),
+        Key("allow", kinds.TEXTS, "Users accepted without an /etc/passwd entry; never uid 0."),
+    ),
+)

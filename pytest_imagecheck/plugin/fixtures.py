@@ -8,6 +8,7 @@ Our one-line errors become pytest failures without a traceback.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from ..container import RunningContainer
 from ..engine import ENGINE_ERRORS, LABEL_TEST, Engine
 from ..errors import GpuUnavailable, ImageCheckError
 from ..image import ImageUnderTest
+from .evidence_report import image_read
 from .options import SETTINGS, Settings
 from .outcomes import GPU_USED, USED
 from .session import STATE, is_worker, worker_input
@@ -94,6 +96,7 @@ def image(
     settings = pytestconfig.stash[SETTINGS]
     with _errors_as_failures():
         found = _image_under_test(pytestconfig, settings, imagecheck_engine, tmp_path_factory)
+    image_read(pytestconfig, found, imagecheck_engine)
     for name, value in (
         ("ref", found.ref),
         ("id", found.id),
@@ -127,9 +130,7 @@ def _image_under_test(
             ),
         )
         built = engine.image(image_id)
-        return ImageUnderTest(
-            attrs=built.attrs, history=built.history, ref=spec.image_tag, engine=engine
-        )
+        return dataclasses.replace(built, ref=spec.image_tag)
     if settings.image:
         return engine.image(settings.image)
     raise ImageCheckError(

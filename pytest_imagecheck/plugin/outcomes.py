@@ -15,7 +15,7 @@ import requests
 from ..container import LOG_TAIL_LINES, RunningContainer
 from ..engine import ENGINE_ERRORS, engine_lost, from_engine, short_reason
 from ..errors import GpuUnavailable, ImageCheckError
-from ..evidence import collecting, properties
+from ..evidence import Collected, collecting, properties
 from ..image import ImageUnderTest
 from ..items import CriterionItem
 from .options import SETTINGS
@@ -25,6 +25,8 @@ from .session import STATE
 USED = pytest.StashKey[list[RunningContainer]]()
 #: Set when one of a test's containers was given GPUs.
 GPU_USED = pytest.StashKey[bool]()
+#: What the test's checks recorded, typed as recorded (for the evidence report's channel).
+EVIDENCE = pytest.StashKey[Collected]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,8 +37,10 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     """Collect what checks measure, and what the test body read and ran, during the test;
-    both become junit properties (observations masked as all evidence is)."""
+    both become junit properties (observations masked as all evidence is). The typed evidence
+    stays on the item under :data:`EVIDENCE`."""
     with collecting() as collected:
+        item.stash[EVIDENCE] = collected
         try:
             return (yield)
         finally:
@@ -73,13 +77,10 @@ def _fail_if_a_container_died(item: pytest.Item, report: pytest.TestReport) -> N
         if container.stopped_on_purpose:
             continue
         with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
-            reason = container.stopped()
-            if reason is not None:
+            died = container.stopped_message(when="during the test")
+            if died is not None:
                 report.outcome = "failed"
-                report.longrepr = (
-                    f"container {container.name} of {container.image.ref} {reason} during the "
-                    f"test; last log lines:\n{container.log_tail()}"
-                )
+                report.longrepr = died
                 return
 
 
