@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import BENCH, REPO, Run, Tool, find_tool, measure, pytest_argv
+from common import BENCH, REPO, Run, Tool, child_env, find_tool, measure, pytest_argv
 
 TAG = "imagecheck-bench/large:3g-v1"
 BASE = "imagecheck-test/busybox:1"
@@ -139,8 +139,9 @@ def measure_size_only() -> Measured:
     return Measured(run, json.loads(run.stdout.strip().splitlines()[-1]))
 
 
-def measure_suite(junit: Path) -> Measured:
-    """The image checks of bench/large/imagecheck.yaml through pytest; per-check seconds."""
+def measure_suite(junit: Path, env: dict[str, str] | None = None) -> Measured:
+    """The image checks of bench/large/imagecheck.yaml through pytest; per-check seconds.
+    ``env``: the child's environment (another source tree on PYTHONPATH, say)."""
     run = measure(
         pytest_argv(
             f"--image={TAG}",
@@ -152,6 +153,7 @@ def measure_suite(junit: Path) -> Measured:
             "no:benchmark",
             f"--junitxml={junit}",
         ),
+        env=env,
     ).check()
     checks = {
         case.get("name"): float(case.get("time", 0))
@@ -205,15 +207,18 @@ def measure_save() -> Measured:
     return Measured(run, {})
 
 
-def run(client, repeat: int = 1, progress=print) -> dict:
+def run(client, repeat: int = 1, progress=print, against: Path | None = None) -> dict:
     """Measure each run on the large image; dive's is left out, with the reason in
-    ``not_run``, when it cannot run."""
+    ``not_run``, when it cannot run. ``against``: another source tree of the plugin (a
+    checkout of an earlier commit), whose suite run is measured in the same rounds as
+    ``suite_against``."""
     dive = find_tool("dive")
     not_run = {} if dive.runs else {"dive": dive.reason}
     if not dive.runs:
         progress(f"  {dive.line()}")
     image = ensure(client, progress=progress)
-    names = ("save", "size_only", "suite", "dive")
+    names = ("save", "size_only", "suite", "dive") + (("suite_against",) if against else ())
+    against_env = child_env(PYTHONPATH=str(against.resolve())) if against is not None else None
     results: dict[str, list[Measured]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(repeat):
@@ -221,9 +226,10 @@ def run(client, repeat: int = 1, progress=print) -> dict:
                 ("save", measure_save),
                 ("size_only", measure_size_only),
                 ("suite", lambda: measure_suite(Path(tmp) / "large.xml")),
+                ("suite_against", lambda: measure_suite(Path(tmp) / "before.xml", against_env)),
                 ("dive", lambda: measure_dive(dive)),
             ):
-                if name in not_run:
+                if name in not_run or name not in names:
                     continue
                 progress(f"  large image: {name} (round {round_ + 1}/{repeat})")
                 try:
@@ -253,6 +259,9 @@ def main() -> None:
     parser.add_argument("--build", action="store_true", help="only build the image")
     parser.add_argument("--remove", action="store_true", help="remove the image")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--against", type=Path, help="another source tree of the plugin, measured in turn"
+    )
     args = parser.parse_args()
     from pytest_imagecheck.engine import connect
 
@@ -262,7 +271,7 @@ def main() -> None:
     elif args.build:
         print(json.dumps(ensure(client)))
     else:
-        print(json.dumps(run(client, args.repeat), indent=2, default=str))
+        print(json.dumps(run(client, args.repeat, against=args.against), indent=2, default=str))
 
 
 if __name__ == "__main__":

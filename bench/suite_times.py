@@ -108,14 +108,20 @@ def breakdown(repeat: int = 3) -> dict:
     }
 
 
-def run(client, repeat: int = 5, progress=print) -> dict:
+def run(client, repeat: int = 5, progress=print, against: Path | None = None) -> dict:
     """Measure the suite; container-structure-test's column is left out, with the reason in
-    ``not_run``, when the tool cannot run."""
+    ``not_run``, when the tool cannot run. ``against``: another source tree of the plugin (a
+    checkout of an earlier commit), measured in the same turns as "plugin at NAME"."""
     cst = find_tool(CST)
     if not cst.runs:
         progress(f"  {cst.line()}")
     ensure_suite_image(client)
     runs = commands(cst)
+    envs: dict[str, dict[str, str]] = {}
+    if against is not None:
+        name = f"plugin at {against.name}"
+        runs[name] = pytest_argv(*PLUGIN_ARGS)
+        envs[name] = child_env(PYTHONPATH=str(against.resolve()))
     # Extra plugin variants, measured as often as the main ones.
     extras = {
         "plugin, every plugin installed here": (
@@ -132,7 +138,7 @@ def run(client, repeat: int = 5, progress=print) -> dict:
         extras[FRESH_VENV] = ([str(venv_python), "-m", "pytest", *PLUGIN_ARGS], child_env())
     not_run = {} if cst.runs else {CST: cst.reason}
     for name, argv in list(runs.items()):  # warm-up: caches; a failing run of ours stops here
-        warm = measure(argv)
+        warm = measure(argv, env=envs.get(name))
         if name == CST and warm.returncode != 0:
             last = (warm.stdout + warm.stderr).strip().splitlines() or ["no output"]
             not_run[CST] = f"`{CST} test` exited with {warm.returncode}: {last[-1].strip()}"
@@ -146,7 +152,7 @@ def run(client, repeat: int = 5, progress=print) -> dict:
         names = list(runs)
         names = names[round_ % len(names) :] + names[: round_ % len(names)]
         for name in names:
-            walls[name].append(measure(runs[name]).check().wall)
+            walls[name].append(measure(runs[name], env=envs.get(name)).check().wall)
         for name, (argv, env) in extras.items():
             walls[name].append(measure(argv, env=env).check().wall)
         loads.append(os.getloadavg()[0])
@@ -180,10 +186,13 @@ def run(client, repeat: int = 5, progress=print) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--against", type=Path, help="another source tree of the plugin, measured in turn"
+    )
     args = parser.parse_args()
     from pytest_imagecheck.engine import connect
 
-    print(json.dumps(run(connect(), args.repeat), indent=2))
+    print(json.dumps(run(connect(), args.repeat, against=args.against), indent=2))
 
 
 if __name__ == "__main__":

@@ -656,6 +656,24 @@ def missing_path(exc: docker.errors.NotFound, path: str, owner: str) -> Exceptio
     return FileNotFoundError(f"{path} does not exist in {owner}")
 
 
+def _archive_refused(exc: docker.errors.APIError, path: str, owner: str) -> Exception:
+    """The error for the archive API refusing ``path`` (not a 404), in one line.
+
+    A path through a regular file (``/app/main.py/x``) does not exist, as ``ls`` says; a
+    symbolic link loop and anything else the engine refuses are told with its reason.
+    """
+    said = str(exc.explanation or exc)
+    if said.rstrip().endswith("not a directory"):
+        return FileNotFoundError(
+            f"{path} does not exist in {owner}: a part of it is a file, not a directory"
+        )
+    if "too many links" in said:
+        return ImageCheckError(
+            f"cannot read {path} in {owner}: its symbolic links form a loop (too many links)"
+        )
+    return ImageCheckError(f"cannot read {path} in {owner}: the engine said: {said}")
+
+
 @contextlib.contextmanager
 def open_archive(container: Any, path: str, *, owner: str) -> Iterator[tarfile.TarFile]:
     """The engine's tar of ``path`` in a docker-py container, streamed, and closed on
@@ -665,10 +683,14 @@ def open_archive(container: Any, path: str, *, owner: str) -> Iterator[tarfile.T
     the container would wait (docker-py gives up after 60 s) until the client went away. A
     reader that stops after the first entry of a large directory must close it.
     """
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ImageCheckError(f"path {path!r} must be absolute, e.g. '/{path}'")
     try:
         chunks, _ = container.get_archive(path)
     except docker.errors.NotFound as exc:
         raise missing_path(exc, path, owner) from None
+    except docker.errors.APIError as exc:
+        raise _archive_refused(exc, path, owner) from None
     try:
         with tarfile.open(fileobj=stream_of(chunks), mode="r|") as tar:
             yield tar

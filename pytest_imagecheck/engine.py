@@ -71,7 +71,11 @@ ENGINE_HINT = (
 
 
 #: What docker-py raises when the engine is gone: its own errors, or the HTTP layer's.
-ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.ConnectionError)
+ENGINE_ERRORS = (
+    docker.errors.DockerException,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+)
 
 
 def engine_address() -> str:

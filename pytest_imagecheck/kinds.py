@@ -361,10 +361,9 @@ def _mode(value: Any) -> str:
         )
     if not isinstance(value, str):
         raise WrongType
-    try:
-        parse_mode(value)
-    except ImageCheckError:
-        raise WrongType from None
+    if not value or not set(value) <= set("01234567"):
+        raise WrongType
+    _units(parse_mode, value)
     return value
 
 

@@ -96,19 +96,22 @@ class LayerContents:
         return sum(e.size for e in self.entries.values() if e.kind == "file")
 
     @functools.cached_property
-    def _removals(self) -> tuple[frozenset[str], frozenset[str]]:
-        # Read once the layer is complete: the reader appends to both lists before any use.
-        return frozenset(self.whiteouts), frozenset(self.opaque_dirs)
+    def _removals(self) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        # Read once the layer is complete: the reader fills the lists before any use.
+        not_dirs = frozenset(path for path, entry in self.entries.items() if entry.kind != "dir")
+        return frozenset(self.whiteouts), frozenset(self.opaque_dirs), not_dirs
 
     def hides(self, path: str) -> str | None:
         """How this layer removes a lower layer's ``path``: ``"deleted"`` (a ``.wh.`` whiteout
         of the path or a directory above it), ``"hidden"`` (below an opaque directory, whose
-        lower contents it hides but not the directory itself), or None.
+        lower contents it hides but not the directory itself), ``"replaced"`` (below a path
+        this layer writes as a file or link: a directory replaced so leaves no whiteout), or
+        None.
 
         The overlay rules of the OCI image spec, "Whiteouts" and "Opaque whiteout". Writing
         the same path again is not a removal: see :attr:`entries`.
         """
-        deleted, opaque = self._removals
+        deleted, opaque, not_dirs = self._removals
         if path in deleted:
             return "deleted"
         parent = posixpath.dirname(path)
@@ -117,7 +120,9 @@ class LayerContents:
                 return "deleted"
             if parent in opaque:
                 return "hidden"
-            if parent == "/" or not parent:
+            if parent in not_dirs:
+                return "replaced"
+            if parent in ("/", ""):
                 return None
             parent = posixpath.dirname(parent)
 
@@ -366,7 +371,11 @@ def final_filesystem(layers: list[LayerContents]) -> Iterator[tuple[FileEntry, i
     """Each entry of the merged filesystem with the index of the layer it comes from."""
     live: dict[str, tuple[FileEntry, int]] = {}
     for layer in layers:
-        if layer.whiteouts or layer.opaque_dirs:
+        replaces_a_dir = any(
+            entry.kind != "dir" and path in live and live[path][0].kind == "dir"
+            for path, entry in layer.entries.items()
+        )
+        if layer.whiteouts or layer.opaque_dirs or replaces_a_dir:
             live = {path: seen for path, seen in live.items() if layer.hides(path) is None}
         for path, entry in layer.entries.items():
             live[path] = (entry, layer.index)

@@ -346,6 +346,11 @@ def parse_mode(mode: str | int) -> int:
         value = mode
     elif isinstance(mode, str) and re.fullmatch(MODE_PATTERN, mode):
         value = int(mode, 8)
+    elif isinstance(mode, str) and re.fullmatch("[0-7]+", mode) and int(mode, 8) > _MODE_MAX:
+        raise ImageCheckError(
+            f'bad mode "{mode}": above 7777, the largest file mode (setuid, setgid, sticky '
+            'and rwx for all); use 3 or 4 octal digits like "0644"'
+        )
     if not 0 <= value <= _MODE_MAX:
         raise ImageCheckError(
             f'bad mode "{mode}": use octal digits like "0644" or "644" (or an int like 0o644)'

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from .items import WAIVED
 from .report import ImageIdentity, LayerRow, Verdict
 
 if TYPE_CHECKING:
@@ -113,10 +114,12 @@ def _reason(report: pytest.TestReport) -> str:
 def _outcome(report: pytest.TestReport) -> tuple[str, str]:
     expected = getattr(report, "wasxfail", None)
     if expected is not None:
-        # Waived because the test says so, not because of what its xfail reason reads: a
-        # user's own xfail("waived: ...") is an expected failure like any other.
+        # Waived when the test carries a waiver and pytest applied the waiver's own xfail: a
+        # user's own xfail("waived: ...") is an expected failure like any other, and so is a
+        # user's xfail that pytest applied before the waiver's on a waived test.
         waiver = carried(report).get("waiver")
-        kind, reason = ("waived", waiver) if waiver is not None else ("xfailed", str(expected))
+        waived = waiver is not None and str(expected) == WAIVED + waiver
+        kind, reason = ("waived", waiver) if waived else ("xfailed", str(expected))
         if report.passed:
             return "xpassed", f"passed although {kind}: {reason}"
         return kind, reason

@@ -372,3 +372,35 @@ def test_secret_env_values_are_masked_in_failures_and_the_report(
     ):
         assert secret not in text
         assert "Zq8v… (16 chars)" in text or "*** (16 chars)" in text
+
+
+def test_secret_env_values_are_masked_in_captured_output_of_every_test(
+    pytester: pytest.Pytester, build_image: Callable[..., str], busybox: str
+) -> None:
+    # junit's system-out is written from the teardown report, whatever the test's outcome.
+    secret = "Zq8vLw3pXr7tKm2N"
+    image = build_image(
+        f"FROM {busybox}\nENV DB_PASSWORD={secret}\n"
+        'ENTRYPOINT ["sh", "-c", "echo DB_PASSWORD is $DB_PASSWORD; sleep 300"]\n'
+    )
+    pytester.makepyfile(
+        """
+        import time
+
+        def test_passing_prints_the_logs(container):
+            time.sleep(0.5)
+            print(container.logs())
+
+        def test_failing_prints_the_logs(container):
+            print(container.logs())
+            assert False
+        """
+    )
+    result = pytester.runpytest(
+        f"--image={image}", "--junitxml=report.xml", "-o", "junit_logging=system-out", "-rA"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    junit = (pytester.path / "report.xml").read_text()
+    assert "DB_PASSWORD is" in junit
+    for text in (result.stdout.str(), junit):
+        assert secret not in text

@@ -23,6 +23,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -103,6 +104,7 @@ class SocketProxy:
         self.server.bind(str(path))
         self.server.listen(16)
         self.open: list[socket.socket] = []
+        self.stalled = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -117,16 +119,25 @@ class SocketProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                while self.stalled.is_set():
+                    time.sleep(0.1)
                 sink.sendall(data)
         except OSError:
             pass
         finally:
             for end in (source, sink):
                 end.close()
+
+    def stall(self, stalled: bool = True) -> None:
+        """Hold everything sent either way from now on (an engine that takes requests and
+        never answers), or let it through again."""
+        if stalled:
+            self.stalled.set()
+        else:
+            self.stalled.clear()
 
     def cut(self) -> None:
         self.server.close()
@@ -166,6 +177,35 @@ def test_a_new_container(run_container):
     assert "Traceback" not in output
     orphaned = leftovers(client, run.pid)
     assert orphaned, "the container the lost engine could not remove"
+    pytester.makepyfile("def test_sweep(docker_client):\n    pass\n")
+    pytester.runpytest(f"--image={sample_image}").assert_outcomes(passed=1)
+    assert leftovers(client, run.pid) == []
+
+
+def test_engine_that_takes_requests_but_never_answers_ends_the_session_with_one_line(
+    pytester, inner_pytest, sample_image, client
+) -> None:
+    proxy = SocketProxy(Path(tempfile.mkdtemp(prefix="ic-", dir="/tmp")) / "engine.sock")
+    pytester.makepyfile(
+        WAIT_FOR_GO
+        + """
+def test_first(container):
+    Path("started").write_text(container.name)
+    wait_for_go()
+"""
+    )
+    run = inner_pytest(f"--image={sample_image}", env={"DOCKER_HOST": f"unix://{proxy.path}"})
+    try:
+        assert wait_for(lambda: (pytester.path / "started").exists(), timeout=60)
+        proxy.stall()
+        (pytester.path / "go").touch()
+        # docker-py gives each request 60 s: the container's removal, then the session's sweep.
+        code, output = run.finish(timeout=300)
+    finally:
+        proxy.stall(False)
+    assert f"Docker engine at unix://{proxy.path} stopped answering (Read timed out" in output
+    assert "Traceback" not in output, output
+    assert code == pytest.ExitCode.OK, output
     pytester.makepyfile("def test_sweep(docker_client):\n    pass\n")
     pytester.runpytest(f"--image={sample_image}").assert_outcomes(passed=1)
     assert leftovers(client, run.pid) == []

@@ -6,8 +6,9 @@ from datetime import timedelta
 
 import pytest
 
+from pytest_imagecheck.checks.structure import assert_file
 from pytest_imagecheck.engine import Engine
-from pytest_imagecheck.errors import ImageNotFound
+from pytest_imagecheck.errors import ImageCheckError, ImageNotFound
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +124,35 @@ def test_image_by_id_and_digest_free_reference(engine: Engine, sample_image: str
     assert engine.image(image.short_id).id == image.id
     assert image.repo_digests == []
     assert image.digest is None
+
+
+@pytest.fixture(scope="module")
+def odd_paths(build_image, busybox: str) -> str:
+    """A file, and two symbolic links that point at each other."""
+    return build_image(
+        f"FROM {busybox}\nRUN mkdir /app && echo hi > /app/f && ln -s /loopB /loopA"
+        " && ln -s /loopA /loopB\n"
+    )
+
+
+def test_a_path_through_a_file_does_not_exist(engine: Engine, odd_paths: str) -> None:
+    image = engine.image(odd_paths)
+    with pytest.raises(FileNotFoundError, match=r"/app/f/x does not exist in .*: a part of it"):
+        image.read_file("/app/f/x")
+    container = engine.run(image, entrypoint=["sleep", "600"], ports=[])
+    try:
+        assert_file(container, "/app/f/x", exists=False)
+        assert_file(container, "/app/f/", exists=False)
+    finally:
+        engine.remove(container)
+
+
+def test_a_symlink_loop_and_a_relative_path_are_one_line_errors(
+    engine: Engine, odd_paths: str
+) -> None:
+    image = engine.image(odd_paths)
+    with pytest.raises(ImageCheckError, match="its symbolic links form a loop"):
+        image.read_file("/loopA")
+    for path in ("etc/passwd", ""):
+        with pytest.raises(ImageCheckError, match="must be absolute"):
+            image.read_file(path)

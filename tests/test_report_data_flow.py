@@ -70,7 +70,7 @@ def test_image_no_test_read_is_reported_as_requested_not_inspected(
 
 
 @WORKERS
-def test_size_budget_comes_from_the_check_not_from_a_junit_property_of_that_name(
+def test_size_budget_is_the_checks_tightest_not_a_junit_property_of_that_name(
     pytester: pytest.Pytester, sample_image: str, workers: list[str]
 ) -> None:
     pytester.makepyfile(
@@ -80,12 +80,15 @@ def test_size_budget_comes_from_the_check_not_from_a_junit_property_of_that_name
         def test_a_user_property_named_like_the_budget(record_property):
             record_property("imagecheck.size_budget_bytes", "2.5GB")
 
+        def test_looser_size(image):
+            assert_size_within(image, total="50MB")
+
         def test_size(image):
             assert_size_within(image, total="5MB")
         """
     )
     data = _report(pytester, f"--image={sample_image}", *workers)
-    assert data["size_budget_bytes"] == 5_000_000
+    assert data["size_budget_bytes"] == 5_000_000  # the tightest, whichever ran first
     by_name = {c["name"]: c for c in data["criteria"]}
     assert by_name["test_size"]["outcome"] == "passed"
     assert {"name": "imagecheck.size_budget_bytes", "value": "2.5GB"} in by_name[
@@ -115,6 +118,11 @@ def test_waiver_is_known_by_the_item_not_by_its_xfail_reason(
         @pytest.mark.waive("flaky upstream")
         def test_waived_that_passes():
             pass
+
+        @pytest.mark.waive("w")
+        @pytest.mark.xfail(reason="x")
+        def test_waived_and_xfailed_by_its_own_mark():
+            assert False
         """
     )
     data = _report(pytester, *workers)
@@ -123,6 +131,8 @@ def test_waiver_is_known_by_the_item_not_by_its_xfail_reason(
         "test_user_xfail_reading_like_a_waiver": ("xfailed", "waived: x"),
         "test_imperative_xfail_reading_like_a_waiver": ("xfailed", "waived: later"),
         "test_waived_that_passes": ("xpassed", "passed although waived: flaky upstream"),
+        # pytest applied the test's own xfail (reason x), as the terminal and junit say.
+        "test_waived_and_xfailed_by_its_own_mark": ("xfailed", "x"),
     }
     assert data["summary"]["waived"] == 1
 

@@ -526,6 +526,12 @@ ITEM = "criteria:\n  - check: "
             id="mode not octal",
         ),
         pytest.param(
+            ITEM + "file\n    path: /app/main.py\n    mode: '17777'\n",
+            'imagecheck.yaml:4: mode: bad mode "17777": above 7777, the largest file mode '
+            '(setuid, setgid, sticky and rwx for all); use 3 or 4 octal digits like "0644"',
+            id="mode above 7777",
+        ),
+        pytest.param(
             ITEM + "file\n    path: /app\n    kind: directory\n",
             'imagecheck.yaml:4: kind: expected one of file, dir, symlink, got "directory"',
             id="unknown file kind",

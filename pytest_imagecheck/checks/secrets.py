@@ -389,8 +389,9 @@ def _superseded(
     for later in layers[layer.index + 1 :]:
         if path in later.entries:
             return later.index, "replaced"
-        if later.hides(path) is not None:
-            return later.index, "deleted"
+        how = later.hides(path)
+        if how is not None:
+            return later.index, "replaced" if how == "replaced" else "deleted"
     return None
 
 

@@ -66,7 +66,8 @@ def pytest_runtest_makereport(
         _fail_if_a_container_died(item, report)
     if report.failed:
         _attach_log_tails(item, report)
-        _mask_secrets(item, report)
+    # Every phase: the teardown report carries the whole test's captured output to junit.
+    _mask_secrets(item, report)
     return report
 
 
@@ -85,8 +86,9 @@ def _fail_if_a_container_died(item: pytest.Item, report: pytest.TestReport) -> N
 
 
 def _mask_secrets(item: pytest.Item, report: pytest.TestReport) -> None:
-    """Mask the image's secret ENV values in a failure's text and sections: a plain
-    ``assert image.env["DB_PASSWORD"] == ...`` shows the value it compared."""
+    """Mask the image's secret ENV values in a report's failure text and captured output: a
+    plain ``assert image.env["DB_PASSWORD"] == ...`` shows the value it compared, and a
+    ``print(container.logs())`` what the service printed."""
     envs = [container.image.env for container in _used_containers(item)]
     image = getattr(item, "funcargs", {}).get("image")
     if isinstance(image, ImageUnderTest):

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from .. import httpwatch
-from ..engine import ENGINE_ERRORS, LABEL_SESSION, Engine, connect, new_session_id
+from ..engine import ENGINE_ERRORS, LABEL_SESSION, Engine, connect, engine_lost, new_session_id
 from ..errors import ImageCheckError
 from .options import SETTINGS, Settings
 
@@ -31,6 +31,8 @@ class State:
         self.session_id = session_id
         self._engine: Engine | None = None
         self.workers_used_engine = False
+        #: Why the end-of-session cleanup could not remove this session's containers, if so.
+        self.cleanup_failed = ""
 
     @property
     def connected(self) -> bool:
@@ -53,8 +55,10 @@ class State:
         """Remove this process's containers; runs at session end, or at exit if that failed."""
         if self._engine is not None:
             atexit.unregister(self.cleanup)
-            with contextlib.suppress(*ENGINE_ERRORS):
+            try:
                 self._engine.cleanup()
+            except ENGINE_ERRORS as exc:
+                self.cleanup_failed = str(engine_lost(exc))
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -125,8 +129,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """With ``--keep-containers``, say which containers were left and how to remove them."""
+    """Say when the engine could not remove this session's containers; with
+    ``--keep-containers``, which containers were left and how to remove them."""
     state = config.stash.get(STATE, None)
+    if state is not None and state.cleanup_failed:
+        terminalreporter.write_line(f"ERROR: {state.cleanup_failed}", red=True)
     if state is None or not state.settings.keep_containers or not state.connected:
         return
     terminalreporter.write_sep("-", "pytest-imagecheck kept its containers")
