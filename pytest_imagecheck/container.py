@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import posixpath
 import re
@@ -13,7 +12,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import docker.errors
 
@@ -360,6 +359,18 @@ class RunningContainer:
         """Why the container is not running (``exited with code 3``), or ``None`` if it is."""
         return stop_reason(self.attrs["State"])
 
+    def stops_within(self, seconds: float) -> dict[str, Any] | None:
+        """The container's inspect ``State`` once the engine records it stopped, waiting up
+        to ``seconds``; ``None`` if it still runs then."""
+        deadline = time.monotonic() + seconds
+        while True:
+            state: dict[str, Any] = self.attrs["State"]
+            if stop_reason(state) is not None:
+                return state
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+
     def ensure_running(self) -> None:
         """Raise :class:`ContainerFailed` with the exit code and log tail unless running."""
         self._raise_if_stopped(self.attrs["State"])
@@ -449,60 +460,24 @@ class RunningContainer:
             observe("exec", _command_text(cmd, user), _outcome(result), secrets_of=self.image.env)
         return result
 
-    def exec_batch(self, commands: Sequence[Command]) -> list[ExecResult]:
-        """Run ``commands`` one after another, in as few execs as give each exactly what an
-        exec of it alone gives, and return their results in order.
+    def exec_batch(self, commands: Sequence[Command], *, lazy: bool = False) -> Batch:
+        """Run ``commands`` one after another, each exactly as an exec of it alone, in as few
+        execs as that allows; their results, in order, are the :class:`Batch` returned.
 
-        Neighbours with the same user, environment and working directory share one
-        ``/bin/sh`` (:mod:`pytest_imagecheck.batch` says how, and which run alone); an image
-        without ``/bin/sh`` gets one exec per command.
+        Commands with the same user, environment and working directory share one ``/bin/sh``
+        that is sent each command when it is to run (:mod:`pytest_imagecheck.batch` says how,
+        and which run alone); an image without ``/bin/sh`` gets one exec per command. Without
+        ``lazy`` all run now, and an exec the engine refuses raises :class:`ContainerFailed`
+        here, as :meth:`exec` would; with ``lazy`` none runs before it is asked for
+        (:meth:`Batch.run`), so a command that stops the container stops it where a plain
+        exec of it would, and the shells stay open until :meth:`Batch.close`.
         """
-        results: list[ExecResult] = []
-        start = 0
-        for index in range(1, len(commands) + 1):
-            if index == len(commands) or commands[index].group != commands[start].group:
-                results += self._run_group(commands[start:index])
-                start = index
-        return results
-
-    def _run_group(self, commands: Sequence[Command]) -> list[ExecResult]:
-        group = commands[0].group
-        entries = (entry.partition("=") for entry in self._container.attrs["Config"]["Env"] or [])
-        environment = {name: value for name, _, value in entries} | dict(group.env)
-        shell = batch.keeps(environment)
-        results: list[ExecResult] = []
-        rest = list(commands)
-        while rest:
-            part = batch.leading(rest) if shell and rest[0].batchable else []
-            if len(part) < 2:
-                results.append(self._exec_command(rest.pop(0)))
-                continue
-            outputs = self._shell(part, environment)
-            shell = bool(outputs)  # no start marker: no shell here, or it cannot start
-            ran = list(itertools.takewhile(lambda output: output is not None, outputs))
-            results += [
-                ExecResult(list(command.argv), *output)
-                for command, output in zip(part, ran, strict=False)
-                if output is not None
-            ]
-            del rest[: len(ran)]
-            if rest and len(ran) < len(part):
-                # The shell could not run this one exactly (or stopped in it): alone, in order.
-                results.append(self._exec_command(rest.pop(0)))
-        return results
-
-    def _shell(
-        self, commands: list[Command], environment: dict[str, str]
-    ) -> list[tuple[int, str, str] | None]:
-        mark = batch.new_mark()
-        script = batch.script(commands, mark=mark, environment=environment)
-        try:
-            result = self._exec_command(
-                replace(commands[0].group, argv=(batch.SHELL, "-c", script))
-            )
-        except ContainerFailed:
-            return []  # each command alone says what is wrong, in its own words
-        return batch.split_output(result.stdout, result.stderr, mark=mark)
+        shared = Batch(self, commands)
+        if not lazy:
+            with shared:
+                for index in range(len(shared)):
+                    shared[index]
+        return shared
 
     def _exec_command(self, command: Command) -> ExecResult:
         return self._exec(
@@ -534,6 +509,13 @@ class RunningContainer:
             # No exit code: the exec's process was killed with its container, or never ended.
             self._raise_if_stopped(self.attrs["State"], f"{cmd!r} finished")
             raise ContainerFailed(f"exec of {cmd!r} in {self.name} ended without an exit code")
+        said = (out or b"") + (err or b"")
+        if code == 126 and (not said.strip() or _EXEC_IN_STOPPED.search(said)):
+            # The runtime refused it as the container stopped, before the engine recorded that
+            # (126 with runc's words, or none); or the engine lost the reason: then it runs.
+            state = self.stops_within(STOP_SETTLE_SECONDS)
+            if state is not None:
+                self._raise_if_stopped(state, f"{cmd!r} could run")
         return ExecResult(
             command=cmd,
             exit_code=int(code),
@@ -628,6 +610,141 @@ class RunningContainer:
         """
         self.stopped_on_purpose = True
         self._container.stop(timeout=timeout)
+
+
+#: What the engine answers for an exec whose process was killed because its container stopped
+#: (SIGKILL, 128 + 9), with the output it wrote until then.
+KILLED_WITH_CONTAINER = 137
+#: runc refusing an exec in a container that is stopping or gone: "cannot exec in a stopped
+#: state", "... in a deleted state".
+_EXEC_IN_STOPPED = re.compile(rb"cannot exec in a (?:stopped|deleted) state")
+
+#: How long a container whose shell died during a command may take to be seen stopped: the
+#: engine records the stop about 0.1 s after its processes were killed.
+STOP_SETTLE_SECONDS = 1.0
+
+
+class Batch(Sequence[ExecResult]):
+    """The commands of one :meth:`RunningContainer.exec_batch` and their results.
+
+    ``batch[i]`` is the result of command ``i``, run when first asked for (in the shell its
+    user, environment and directory share, or alone where no shell can run it exactly), then
+    kept; iterating runs the rest in order. :meth:`run` runs command ``i`` now, each time it
+    is called, in the shared shell, and returns its result, or ``None`` where it must run
+    alone: the caller then execs it itself, so the engine's own answer (or refusal) is its
+    result. :meth:`close` ends the shells; reading the last result does too.
+
+    A shell that dies during a command says why through the container: when the container
+    stopped (the command signalled PID 1, or the service died), the command gets what a plain
+    exec of it gets, exit code 137 and the output it wrote (:data:`KILLED_WITH_CONTAINER`),
+    and the commands after it find the container stopped; when the container runs on (the
+    command killed its parent shell), the command runs again, alone. A shell found dead
+    before a command began leaves the command to run alone, once the engine recorded the
+    container's stop (up to :data:`STOP_SETTLE_SECONDS`), so that its exec is refused as on a
+    stopped container.
+    """
+
+    def __init__(self, container: RunningContainer, commands: Sequence[Command]) -> None:
+        self._container = container
+        self.commands = list(commands)
+        self._results: dict[int, ExecResult] = {}
+        self._shells: dict[Command, batch.Shell | None] = {}  # None: no shell for the group
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def __iter__(self) -> Iterator[ExecResult]:
+        return (self[index] for index in range(len(self.commands)))
+
+    @overload
+    def __getitem__(self, index: int) -> ExecResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ExecResult]: ...
+
+    def __getitem__(self, index: int | slice) -> ExecResult | list[ExecResult]:
+        if isinstance(index, slice):
+            return [self[each] for each in range(*index.indices(len(self.commands)))]
+        index = range(len(self.commands))[index]  # a negative index counts from the end
+        if index not in self._results:
+            command = self.commands[index]
+            result = self.run(index)
+            if result is None:
+                result = self._container._exec_command(command)
+            self._results[index] = result
+            if len(self._results) == len(self.commands):
+                self.close()
+        return self._results[index]
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, index: int) -> ExecResult | None:
+        """Run command ``index`` now in its shared shell; ``None`` where it must run alone."""
+        command = self.commands[index]
+        shell = self._shell(command.group) if command.batchable else None
+        if shell is None:
+            return None
+        said = shell.run(command)
+        if said.left:
+            return None
+        if said.exit_code is not None:
+            return self._result(command, said.exit_code, said)
+        del self._shells[command.group]  # gone: the next command of the group starts another
+        shell.close()
+        # The shell died, most likely with its container: then a command that had begun was
+        # killed with it, and one that had not is refused as on a stopped container once the
+        # engine recorded the stop (until then the runtime answers 126, "cannot exec in a
+        # stopped state"). Otherwise the command killed its shell, and runs again alone.
+        if self._stopped() and said.ran:
+            return self._result(command, KILLED_WITH_CONTAINER, said)
+        return None
+
+    def close(self) -> None:
+        """End the shared shell (waiting for its exec to end); the commands still to run
+        after this run alone."""
+        self._closed = True
+        for shell in self._shells.values():
+            if shell is not None:
+                shell.close()
+        self._shells.clear()
+
+    def _shell(self, group: Command) -> batch.Shell | None:
+        """The shell of ``group``, started if need be; one at a time, so that a command sees
+        no shell but its parent."""
+        if self._closed:
+            return None
+        for other, shell in list(self._shells.items()):
+            if other != group and shell is not None:
+                shell.close()
+                del self._shells[other]
+        if group not in self._shells:
+            raw = self._container._container
+            entries = (entry.partition("=") for entry in raw.attrs["Config"]["Env"] or [])
+            environment = {name: value for name, _, value in entries} | dict(group.env)
+            shell = None
+            if batch.keeps(environment):
+                shell = batch.Shell.start(raw.client.api, raw.id, group, environment)
+            self._shells[group] = shell
+        return self._shells[group]
+
+    def _stopped(self) -> bool:
+        """Whether the container stopped, waiting up to :data:`STOP_SETTLE_SECONDS` for the
+        engine to record it."""
+        return self._container.stops_within(STOP_SETTLE_SECONDS) is not None
+
+    @staticmethod
+    def _result(command: Command, code: int, said: batch.Said) -> ExecResult:
+        return ExecResult(
+            command=list(command.argv),
+            exit_code=code,
+            stdout=said.stdout.decode("utf-8", "replace"),
+            stderr=said.stderr.decode("utf-8", "replace"),
+        )
 
 
 def _command_text(cmd: str | list[str], user: str | None) -> str:

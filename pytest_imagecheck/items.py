@@ -11,12 +11,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import docker.errors
 import pytest
 
 from .errors import ImageCheckError
 
 if TYPE_CHECKING:
-    from .container import Prefetched, RunningContainer
+    from .batch import Command
+    from .container import ArchiveEntry, Batch, Prefetched, RunningContainer
     from .spec import Criterion
 
 #: How a waived test's xfail reason starts, as the terminal and junit show it. Only shown:
@@ -52,14 +54,14 @@ def waive(item: pytest.Item, reason: str) -> None:
     item.add_marker(pytest.mark.xfail(reason=WAIVED + reason, strict=False))
 
 
-#: The criteria whose engine work a run of them can share: one exec, one read per path.
+#: The criteria whose engine work a run of them can share: shells for commands, one read per
+#: path for files.
 SHARING = ("command", "file")
 
 
 def share_work(items: list[pytest.Item]) -> None:
     """Give each run of two or more consecutive ``command`` criteria, and of ``file``
-    criteria, of one file, one :class:`SharedWork`: nothing else runs between them, so doing
-    their work at once when the first of them runs changes nothing they could observe."""
+    criteria, of one file, one :class:`SharedWork`."""
     run: list[CriterionItem] = []
     for item in [*items, None]:
         check = item.criterion.check if isinstance(item, CriterionItem) else None
@@ -75,46 +77,120 @@ def share_work(items: list[pytest.Item]) -> None:
 
 
 class SharedWork:
-    """The engine work of a run of consecutive criteria of one kind, done once: the plan.
+    """The engine work of a run of consecutive criteria of one kind, shared without any member
+    seeing a difference: each member runs serving its own share
+    (:meth:`~pytest_imagecheck.container.RunningContainer.serving`).
 
-    What to prefetch: the commands of the run's ``command`` criteria, in one
-    :meth:`~pytest_imagecheck.container.RunningContainer.exec_batch`, or the paths its
-    ``file`` criteria read, one read each. Who consumes it: each member, which runs serving
-    its own share (once: a member run again, by a rerun plugin, asks the engine). The first
-    member to run gathers the work for itself and every member after it.
+    ``command`` criteria share the shells of one lazy
+    :meth:`~pytest_imagecheck.container.RunningContainer.exec_batch`: a member's command runs
+    when that member runs, never earlier, so a command that stops the container (one that
+    signals PID 1) stops it where its own exec would, and the members after it find it
+    stopped; a skipped member runs nothing. A command no shell can run exactly gets no share:
+    the member execs it, and the engine's answer, or refusal, is in its own words. The shells
+    end after the last member, or before any other test starts, or with the session.
+
+    ``file`` criteria read each path once, when the first of them runs: a read changes
+    nothing, and nothing else runs between the members. A path the engine refuses to read is
+    left to the members that read it, so only they fail, each in its own words. A member that
+    runs again (a rerun plugin) asks the engine itself.
     """
 
     def __init__(self, members: list[CriterionItem]) -> None:
         self.members = members
-        self.shares: dict[str, Prefetched] | None = None  # by nodeid
+        self.nodeids = [member.nodeid for member in members]
+        self._batch: Batch | None = None
+        self._indexes: dict[int, int] = {}  # member -> command in the batch
+        self._reads: dict[str, ArchiveEntry | FileNotFoundError] | None = None
+        self._served: set[str] = set()
+        # Registered while the run's shells are open.
+        self._end: tuple[pytest.PytestPluginManager, _EndOfRun] | None = None
 
     def share_of(self, item: pytest.Item, container: RunningContainer) -> Prefetched:
-        """``item``'s share of the gathered work, gathered now if no member ran yet."""
+        """``item``'s share, gathered now: its command run now in a shared shell, or every
+        member's reads when it is the first file member to run."""
         from .container import Prefetched
 
-        if self.shares is None:
-            first = [member.nodeid for member in self.members].index(item.nodeid)
-            self.shares = self._gather(self.members[first:], container)
-        return self.shares.pop(item.nodeid, None) or Prefetched()
+        member = self.nodeids.index(item.nodeid)
+        if self.members[0].criterion.check == "command":
+            try:
+                return self._command_share(member, item, container)
+            finally:
+                if member == len(self.members) - 1:
+                    self.close()
+        if item.nodeid in self._served:
+            return Prefetched()
+        self._served.add(item.nodeid)
+        if self._reads is None:
+            self._reads = self._read(self.members[member:], container)
+        return Prefetched(reads=dict(self._reads))
+
+    def close(self) -> None:
+        """End the shared shells, if any (later members run their commands alone)."""
+        if self._batch is not None:
+            self._batch.close()
+        if self._end is not None:
+            manager, plugin = self._end
+            self._end = None
+            manager.unregister(plugin)
+
+    def _command_share(
+        self, member: int, item: pytest.Item, container: RunningContainer
+    ) -> Prefetched:
+        from .checks.structure import command_of
+        from .container import Prefetched
+
+        if self._batch is None:
+            commands: list[Command] = []
+            for index, each in enumerate(self.members):
+                try:
+                    command = command_of(**each.criterion.args)
+                except ValueError:  # the member's own check says what is wrong with it
+                    continue
+                self._indexes[index] = len(commands)
+                commands.append(command)
+            self._batch = container.exec_batch(commands, lazy=True)
+            self._end = (item.config.pluginmanager, _EndOfRun(self))
+            item.config.pluginmanager.register(self._end[1])
+        if member not in self._indexes:
+            return Prefetched()
+        index = self._indexes[member]
+        result = self._batch.run(index)
+        if result is None:
+            return Prefetched()
+        return Prefetched(execs={self._batch.commands[index]: result})
 
     @staticmethod
-    def _gather(members: list[CriterionItem], container: RunningContainer) -> dict[str, Prefetched]:
-        from .checks.structure import command_of, file_reads
-        from .container import Prefetched
+    def _read(
+        members: list[CriterionItem], container: RunningContainer
+    ) -> dict[str, ArchiveEntry | FileNotFoundError]:
+        from .checks.structure import file_reads
 
-        if members[0].criterion.check == "command":
-            commands = [command_of(**member.criterion.args) for member in members]
-            results = container.exec_batch(commands)
-            return {
-                member.nodeid: Prefetched(execs={command: result})
-                for member, command, result in zip(members, commands, results, strict=True)
-            }
         paths: dict[str, bool] = {}
         for member in members:
             for path, content in file_reads(**member.criterion.args).items():
                 paths[path] = paths.get(path, False) or content
-        entries = container.archive_entries(paths)
-        return {member.nodeid: Prefetched(reads=dict(entries)) for member in members}
+        entries: dict[str, ArchiveEntry | FileNotFoundError] = {}
+        for path, content in paths.items():
+            try:
+                entries |= container.archive_entries({path: content})
+            except (ImageCheckError, docker.errors.DockerException):
+                continue  # refused: each member that reads it asks again and says so
+        return entries
+
+
+class _EndOfRun:
+    """Ends a run's shared shells before any test that is not one of its members starts (a
+    run whose last members were skipped), and at the end of the session."""
+
+    def __init__(self, work: SharedWork) -> None:
+        self.work = work
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        if nodeid not in self.work.nodeids:
+            self.work.close()
+
+    def pytest_sessionfinish(self) -> None:
+        self.work.close()
 
 
 class CriterionItem(pytest.Function):

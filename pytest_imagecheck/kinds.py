@@ -359,9 +359,7 @@ def _mode(value: Any) -> str:
             f'expected an octal mode in quotes like "0644", got the number {value}: quote the '
             "mode (unquoted, YAML reads 0644 as 420 and 644 as the decimal number 644)"
         )
-    if not isinstance(value, str):
-        raise WrongType
-    if not value or not set(value) <= set("01234567"):
+    if not isinstance(value, str) or not value or not set(value) <= set("01234567"):
         raise WrongType
     _units(parse_mode, value)
     return value

@@ -118,8 +118,10 @@ def _outcome(report: pytest.TestReport) -> tuple[str, str]:
         # user's own xfail("waived: ...") is an expected failure like any other, and so is a
         # user's xfail that pytest applied before the waiver's on a waived test.
         waiver = carried(report).get("waiver")
-        waived = waiver is not None and str(expected) == WAIVED + waiver
-        kind, reason = ("waived", waiver) if waived else ("xfailed", str(expected))
+        if waiver is not None and str(expected) == WAIVED + waiver:
+            kind, reason = "waived", waiver
+        else:
+            kind, reason = "xfailed", str(expected)
         if report.passed:
             return "xpassed", f"passed although {kind}: {reason}"
         return kind, reason
