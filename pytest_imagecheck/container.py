@@ -510,9 +510,18 @@ class RunningContainer:
             self._raise_if_stopped(self.attrs["State"], f"{cmd!r} finished")
             raise ContainerFailed(f"exec of {cmd!r} in {self.name} ended without an exit code")
         said = (out or b"") + (err or b"")
-        if code == 126 and (not said.strip() or _EXEC_IN_STOPPED.search(said)):
-            # The runtime refused it as the container stopped, before the engine recorded that
-            # (126 with runc's words, or none); or the engine lost the reason: then it runs.
+        if code == 126 and _EXEC_IN_STOPPED.search(said):
+            # runc refused it: the container stopped, and the engine has not recorded it yet
+            # (about 0.1 s, seconds on a loaded machine).
+            state = self.stops_within(STOPPED_RECORD_SECONDS)
+            self._raise_if_stopped(state or self.attrs["State"], f"{cmd!r} could run")
+            raise ContainerFailed(
+                f"container {self.name} of {self.image.ref} is stopping: the runtime refused "
+                f"{cmd!r} ({said.decode('utf-8', 'replace').strip()})"
+            )
+        if code == 126 and not said.strip():
+            # 126 with no words: a stop the engine has not recorded yet, or an answer that
+            # lost its reason (the container runs on, and the result stands).
             state = self.stops_within(STOP_SETTLE_SECONDS)
             if state is not None:
                 self._raise_if_stopped(state, f"{cmd!r} could run")
@@ -618,6 +627,9 @@ KILLED_WITH_CONTAINER = 137
 #: runc refusing an exec in a container that is stopping or gone: "cannot exec in a stopped
 #: state", "... in a deleted state".
 _EXEC_IN_STOPPED = re.compile(rb"cannot exec in a (?:stopped|deleted) state")
+
+#: How long the engine may take to record a stop that the runtime already reported.
+STOPPED_RECORD_SECONDS = 10.0
 
 #: How long a container whose shell died during a command may take to be seen stopped: the
 #: engine records the stop about 0.1 s after its processes were killed.
