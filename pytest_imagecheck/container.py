@@ -625,8 +625,8 @@ class RunningContainer:
 #: (SIGKILL, 128 + 9), with the output it wrote until then.
 KILLED_WITH_CONTAINER = 137
 #: runc refusing an exec in a container that is stopping or gone: "cannot exec in a stopped
-#: state", "... in a deleted state".
-_EXEC_IN_STOPPED = re.compile(rb"cannot exec in a (?:stopped|deleted) state")
+#: state", "... in a deleted state", "... in a stopped container".
+_EXEC_IN_STOPPED = re.compile(rb"cannot exec in a (?:stopped|deleted) (?:state|container)")
 
 #: How long the engine may take to record a stop that the runtime already reported.
 STOPPED_RECORD_SECONDS = 10.0

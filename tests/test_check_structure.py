@@ -497,6 +497,8 @@ def test_long_output_is_cut_to_its_end(files) -> None:
     [
         (["true"], {"exit_code": "zero"}, 'bad exit_code "zero"'),
         (["true"], {"exit_code": True}, 'bad exit_code "True"'),
+        (["true"], {"exit_code": 256}, "bad exit_code 256: a process exits with 0 to 255"),
+        (["true"], {"exit_code": -1}, "bad exit_code -1: a process exits with 0 to 255"),
         ([], {}, "bad command []"),
         ("", {}, "bad command ''"),
         (["echo", 1], {}, "bad command ['echo', 1]"),

@@ -492,6 +492,11 @@ def assert_command(
     __tracebackhide__ = True
     if isinstance(exit_code, bool) or not isinstance(exit_code, int):
         raise ImageCheckError(f'bad exit_code "{exit_code}": use a whole number, e.g. 0')
+    if not 0 <= exit_code <= 255:
+        raise ImageCheckError(
+            f"bad exit_code {exit_code}: a process exits with 0 to 255 (a signal's death "
+            "is 128 + its number, e.g. 137)"
+        )
     if not run or not all(isinstance(arg, str) for arg in ([run] if isinstance(run, str) else run)):
         raise ImageCheckError(f'bad command {run!r}: use a list like ["id", "-u"] or a string')
     expectations = (
