@@ -682,11 +682,8 @@ def test_criteria_before_a_stop_get_what_they_get_alone_in_a_fresh_session(
         assert shared["k1"] == alone["k1"] and _killed_or_not(shared["k2"]), selected
 
 
-def test_a_skipped_criterion_of_a_shared_run_runs_nothing(
-    pytester: pytest.Pytester, sample_image: str
-) -> None:
-    pytester.makeconftest(
-        """
+#: A conftest that skips the criterion named "skipped" at collection.
+SKIP_THE_ONE_NAMED_SKIPPED = """
 import pytest
 
 def pytest_collection_modifyitems(items):
@@ -694,7 +691,12 @@ def pytest_collection_modifyitems(items):
         if item.name == "skipped":
             item.add_marker(pytest.mark.skip(reason="not here"))
 """
-    )
+
+
+def test_a_skipped_criterion_of_a_shared_run_runs_nothing(
+    pytester: pytest.Pytester, sample_image: str
+) -> None:
+    pytester.makeconftest(SKIP_THE_ONE_NAMED_SKIPPED)
     pytester.makefile(
         ".yaml",
         imagecheck="""
@@ -741,16 +743,7 @@ def test_a_path_the_engine_refuses_fails_only_the_file_criterion_that_reads_it(
 def test_a_shared_shell_is_gone_before_the_next_test_when_the_last_members_were_skipped(
     pytester: pytest.Pytester, sample_image: str
 ) -> None:
-    pytester.makeconftest(
-        """
-import pytest
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if item.name == "skipped":
-            item.add_marker(pytest.mark.skip(reason="not here"))
-"""
-    )
+    pytester.makeconftest(SKIP_THE_ONE_NAMED_SKIPPED)
     pytester.makefile(
         ".yaml",
         imagecheck="""
