@@ -624,9 +624,12 @@ class RunningContainer:
 #: What the engine answers for an exec whose process was killed because its container stopped
 #: (SIGKILL, 128 + 9), with the output it wrote until then.
 KILLED_WITH_CONTAINER = 137
-#: runc refusing an exec in a container that is stopping or gone: "cannot exec in a stopped
-#: state", "... in a deleted state", "... in a stopped container".
-_EXEC_IN_STOPPED = re.compile(rb"cannot exec in a (?:stopped|deleted) (?:state|container)")
+#: The runtime refusing an exec in a container that is stopping or gone: runc's "cannot exec
+#: in a stopped state", "... in a deleted state", "... in a stopped container", and
+#: containerd's "task <id> not found" once the container's task is gone.
+_EXEC_IN_STOPPED = re.compile(
+    rb"cannot exec in a (?:stopped|deleted) (?:state|container)|task [0-9a-f]+ not found"
+)
 
 #: How long the engine may take to record a stop that the runtime already reported.
 STOPPED_RECORD_SECONDS = 10.0
