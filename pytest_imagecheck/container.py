@@ -536,13 +536,19 @@ class RunningContainer:
         self, paths: Mapping[str, bool]
     ) -> dict[str, ArchiveEntry | FileNotFoundError]:
         """:meth:`archive_entry` of each path (with its content where ``paths`` says so),
-        or the :class:`FileNotFoundError` of a missing one: what :meth:`serving` serves."""
+        or the :class:`FileNotFoundError` of a missing one: what :meth:`serving` serves.
+
+        A path the engine refuses to read is left out: each reader of it asks the engine
+        again, and fails in its own words.
+        """
         entries: dict[str, ArchiveEntry | FileNotFoundError] = {}
         for path, content in paths.items():
             try:
                 entries[path] = self.archive_entry(path, content=content)
             except FileNotFoundError as missing:
                 entries[path] = missing
+            except (ImageCheckError, docker.errors.DockerException):
+                continue
         return entries
 
     def read_file(self, path: str) -> bytes:

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import docker.errors
 import pytest
 
 from .errors import ImageCheckError
@@ -169,13 +168,7 @@ class SharedWork:
         for member in members:
             for path, content in file_reads(**member.criterion.args).items():
                 paths[path] = paths.get(path, False) or content
-        entries: dict[str, ArchiveEntry | FileNotFoundError] = {}
-        for path, content in paths.items():
-            try:
-                entries |= container.archive_entries({path: content})
-            except (ImageCheckError, docker.errors.DockerException):
-                continue  # refused: each member that reads it asks again and says so
-        return entries
+        return container.archive_entries(paths)
 
 
 class _EndOfRun:
