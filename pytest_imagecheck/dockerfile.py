@@ -37,9 +37,10 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_imagecheck.errors import DockerfileError, ImageCheckError
 from pytest_imagecheck.platforms import (
@@ -48,6 +49,9 @@ from pytest_imagecheck.platforms import (
     parse_platforms,
     platform_args,
 )
+
+if TYPE_CHECKING:
+    from pytest_imagecheck.image import ImageUnderTest
 
 __all__ = [
     "Dockerfile",
@@ -184,6 +188,36 @@ class Stage:
         return not self.is_scratch and self.base_stage is None
 
 
+def canonical_reference(reference: str) -> str:
+    """``reference`` as the engine resolves a short name, for comparing two references.
+
+    >>> canonical_reference("python")
+    'docker.io/library/python:latest'
+    >>> canonical_reference("127.0.0.1:5000/app-base:cuda")
+    '127.0.0.1:5000/app-base:cuda'
+    """
+    name, at, digest = reference.partition("@")
+    first, slash, _rest = name.partition("/")
+    if not slash or ("." not in first and ":" not in first and first != "localhost"):
+        name = f"docker.io/{name if slash else 'library/' + name}"
+    if not at and ":" not in name.rpartition("/")[2]:
+        name += ":latest"
+    return f"{name}{at}{digest}"
+
+
+@dataclass(frozen=True)
+class FamilyBase:
+    """A base image that is a member of the image family under test.
+
+    ``image`` is the member's image as this session built it; None when the session did
+    not build it (a member tested by reference, whose tag a build pulls from a registry).
+    """
+
+    member: str
+    tag: str
+    image: ImageUnderTest | None = None
+
+
 @dataclass(frozen=True, repr=False)
 class Dockerfile:
     """A parsed Dockerfile, resolved for one target platform.
@@ -219,6 +253,11 @@ class Dockerfile:
     target_platform: str | None = None
     #: The stage the build stops at (``--target``); None for the last stage.
     target: str | None = None
+    #: In a family session: the members' tags a FROM may name, by canonical reference
+    #: (:func:`~pytest_imagecheck.family.canonical_reference`), and the image this
+    #: Dockerfile's build made in the session.
+    family_bases: Mapping[str, FamilyBase] = field(default_factory=dict, compare=False)
+    built_image: ImageUnderTest | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         platform = f" on {self.target_platform}" if self.target_platform else ""
@@ -348,7 +387,7 @@ class Dockerfile:
         platform = normalize_platform(platform)
         if platform == self.target_platform:
             return self
-        return self._resolve(
+        resolved = self._resolve(
             path=self.path,
             directives=self.directives,
             instructions=self.instructions,
@@ -358,6 +397,7 @@ class Dockerfile:
             target_platform=platform,
             target=self.target,
         )
+        return replace(resolved, family_bases=self.family_bases, built_image=self.built_image)
 
     @cached_property
     def platform_args(self) -> dict[str, str | None]:
@@ -486,6 +526,12 @@ class Dockerfile:
         if path.is_absolute() and path.is_relative_to(Path.cwd()):
             path = path.relative_to(Path.cwd())
         return f"{path}:{instruction_or_line}"
+
+    def family_base(self, reference: str | None) -> FamilyBase | None:
+        """The family member whose tag ``reference`` is, in a family session; else None."""
+        if reference is None or not self.family_bases:
+            return None
+        return self.family_bases.get(canonical_reference(reference))
 
     def external_base(self, stage: Stage | str | int | None = None) -> str | None:
         r"""The external image a stage (default: the final one) builds on, through earlier stages.

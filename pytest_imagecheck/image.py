@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from .errors import ImageCheckError
 from .evidence import from_test_code, observe, observed_fact, observing
-from .layers import KeepContent, LayerContents, SharedLayers, read_saved_image
+from .layers import KeepContent, LayerContents, LayerPool, SharedLayers, read_saved_image
 from .units import format_duration, format_size, nanoseconds_to_timedelta
 
 # A RUN that saw build args: "|2 A=1 B=2 /bin/sh -c cmd" (legacy) or "RUN |2 ..." (BuildKit).
@@ -157,7 +157,8 @@ class ImageUnderTest:
     ``attrs`` is the engine's raw inspect document; everything else is read from it.
     ``source`` is where layers and files are read from (None: inspect data only).
     ``shared_keeps`` are the keep-predicates whose layer reads share one stream (see
-    :meth:`layer_contents`).
+    :meth:`layer_contents`); ``layer_pool``, when given, reads them together with other
+    images' (:class:`~pytest_imagecheck.layers.LayerPool`).
     """
 
     attrs: dict[str, Any]
@@ -165,10 +166,14 @@ class ImageUnderTest:
     ref: str = ""
     source: ImageSource | None = field(default=None, repr=False, compare=False)
     shared_keeps: tuple[KeepContent, ...] = field(default=(), repr=False, compare=False)
+    #: Where the layers of this image and others (a family's) are read together, if anywhere.
+    layer_pool: LayerPool | None = field(default=None, repr=False, compare=False)
     _layers_read: SharedLayers = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_layers_read", SharedLayers(self.shared_keeps))
+        object.__setattr__(
+            self, "_layers_read", SharedLayers(self.shared_keeps, self.layer_pool, self.id)
+        )
 
     def __repr__(self) -> str:
         return f"<ImageUnderTest {self.ref} {self.short_id}>"

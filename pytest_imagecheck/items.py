@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from .container import ArchiveEntry, Batch, Prefetched, RunningContainer
     from .spec import Criterion
 
+#: The fixture whose parameter is the family member a test is for.
+MEMBER_FIXTURE = "imagecheck_member"
+
 #: How a waived test's xfail reason starts, as the terminal and junit show it. Only shown:
 #: that a test is waived is known by :data:`WAIVER`, never by parsing this text back.
 WAIVED = "waived: "
@@ -60,12 +63,17 @@ SHARING = ("command", "file")
 
 def share_work(items: list[pytest.Item]) -> None:
     """Give each run of two or more consecutive ``command`` criteria, and of ``file``
-    criteria, of one file, one :class:`SharedWork`."""
+    criteria, of one file and one family member, one :class:`SharedWork`."""
     run: list[CriterionItem] = []
     for item in [*items, None]:
         check = item.criterion.check if isinstance(item, CriterionItem) else None
         parent = item.parent if item is not None else None
-        if run and (check != run[0].criterion.check or parent is not run[0].parent):
+        image = item.criterion.member if isinstance(item, CriterionItem) else None
+        if run and (
+            check != run[0].criterion.check
+            or parent is not run[0].parent
+            or image != run[0].criterion.member
+        ):
             if len(run) > 1:
                 shared = SharedWork(run)
                 for member in run:
@@ -202,19 +210,65 @@ class CriterionItem(pytest.Function):
         return super().repr_failure(excinfo)
 
 
+def member_callspec(member: str, index: int) -> Any:
+    """The call spec of a test for family member ``member`` (``index`` in the family), as
+    pytest's parametrization makes it for a session-scoped indirect parameter, so a
+    criterion shares its member's fixtures, and its tests' ordering, with Python tests.
+
+    pytest makes call specs only while collecting Python functions; a criterion item is
+    made here, so this builds the same one (pytest's ``CallSpec2``).
+    """
+    from _pytest.python import CallSpec2
+    from _pytest.scope import Scope
+
+    return CallSpec2(
+        params={MEMBER_FIXTURE: member},
+        indices={MEMBER_FIXTURE: index},
+        _arg2scope={MEMBER_FIXTURE: Scope.Session},
+        _idlist=[member],
+        marks=[],
+    )
+
+
 class CriteriaFile(pytest.File):
-    """An ``imagecheck.yaml``; an invalid one fails collection with file, line and fix."""
+    """An ``imagecheck.yaml``; an invalid one fails collection with file, line and fix.
+
+    ``members`` are the ids of the session's image family (None: one image under test);
+    each criterion is then a test per member it judges, ``non_root[asr]``.
+    ``family_file`` is the file the session's family was read from, if any: a top-level
+    ``images:`` elsewhere is an error, not a second family.
+    """
+
+    members: list[str] | None = None
+    family_file: Path | None = None
 
     def collect(self) -> Iterator[CriterionItem]:
         from .spec import load_spec
 
         try:
-            spec = load_spec(self.path)
+            spec = load_spec(self.path, self.members)
         except ImageCheckError as exc:
             raise self.CollectError(str(exc)) from None
+        if spec.declares_images and self.path.resolve() != self.family_file:
+            used = (
+                f"the session's family is declared in {self.family_file}"
+                if self.family_file
+                else "the session does not read it"
+            )
+            raise self.CollectError(
+                f"{self.path}: images: declares a family of images, but {used}: pass "
+                f"--family {self.path} to test this family (one family per session)"
+            )
         for criterion in spec.criteria:
+            member = criterion.member
             item = CriterionItem.from_parent(
-                self, name=criterion.name, callobj=criterion_function(criterion)
+                self,
+                name=criterion.name if member is None else f"{criterion.name}[{member}]",
+                originalname=criterion.name,
+                callobj=criterion_function(criterion),
+                callspec=None
+                if member is None or self.members is None
+                else member_callspec(member, self.members.index(member)),
             )
             item.criterion = criterion
             if "gpu" in criterion.needs:

@@ -24,7 +24,7 @@ import io
 import json
 import posixpath
 import tarfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
@@ -280,55 +280,110 @@ def read_saved_image(
     keep: KeepContent | None = None,
     image_id: str = "",
 ) -> list[LayerContents]:
-    """Read every layer of a ``docker save`` stream, in build order (``diff_ids``' order).
+    """Read every layer of a ``docker save`` stream of one image, in build order
+    (``diff_ids``' order): :func:`read_saved_images` for one image."""
+    return read_saved_images(chunks, {image_id: diff_ids}, keep)[image_id]
 
+
+def read_saved_images(
+    chunks: Iterable[bytes],
+    images: Mapping[str, Sequence[str]],
+    keep: KeepContent | None = None,
+) -> dict[str, list[LayerContents]]:
+    """Read the layers of every image in a ``docker save`` stream of several: ``{image ID:
+    its layers in build order}``, for ``images``, ``{image ID: its diff IDs}``.
+
+    A save of several images holds each layer once, so a layer the images share is read and
+    listed once; the images' lists share its :class:`LayerContents` (treat it as read-only).
     Both save layouts are understood: ``<id>/layer.tar`` (engines before 25) and OCI
     ``blobs/sha256/<digest>``. Layers are placed by the digest of their tar, which is their
-    diff ID, so the manifest, which may come last in the stream, is not needed. The image
-    config (the blob named by ``image_id``) says which history step made each layer: the
-    engine's history API leaves that out.
+    diff ID, so the manifest, which may come last in the stream, is not needed. Each image's
+    config (the blob named by its ID) says which history step made each layer: the engine's
+    history API leaves that out. An image ID of ``""`` reads no config.
     """
-    wanted = set(diff_ids)
-    config_name = image_id.removeprefix("sha256:")
+    wanted = {diff_id for diff_ids in images.values() for diff_id in diff_ids}
+    configs = {image_id.removeprefix("sha256:"): image_id for image_id in images if image_id}
     by_digest: dict[str, LayerContents] = {}
-    history: list[dict[str, Any]] = []
+    histories: dict[str, list[dict[str, Any]]] = {}
     with tarfile.open(fileobj=stream_of(chunks), mode="r|") as outer:
         for member in outer:
             name = posixpath.basename(member.name)
             is_layer = member.name.endswith("/layer.tar") or (
                 member.name.startswith("blobs/sha256/") and f"sha256:{name}" in wanted
             )
-            is_config = bool(config_name) and name in (config_name, f"{config_name}.json")
+            config = configs.get(name.removesuffix(".json"))
             extracted = outer.extractfile(member) if member.isfile() else None
             if extracted is None:
                 continue
             if is_layer:
                 layer = read_layer(extracted, index=-1, keep=keep)
                 by_digest[layer.diff_id] = layer
-            elif is_config:
-                history = json.load(extracted).get("history") or []
-    steps = [i for i, step in enumerate(history) if not step.get("empty_layer")]
-    if len(steps) != len(diff_ids):
-        steps = [None] * len(diff_ids)  # type: ignore[list-item]
-    return [
-        replace(by_digest.get(diff_id) or LayerContents(index, diff_id), index=index, step=step)
-        for index, (diff_id, step) in enumerate(zip(diff_ids, steps, strict=True))
-    ]
+            elif config is not None:
+                histories[config] = json.load(extracted).get("history") or []
+    found: dict[str, list[LayerContents]] = {}
+    for image_id, diff_ids in images.items():
+        history = histories.get(image_id, [])
+        steps: list[int | None] = [
+            i for i, step in enumerate(history) if not step.get("empty_layer")
+        ]
+        if len(steps) != len(diff_ids):
+            steps = [None] * len(diff_ids)
+        found[image_id] = [
+            replace(by_digest.get(diff_id) or LayerContents(index, diff_id), index=index, step=step)
+            for index, (diff_id, step) in enumerate(zip(diff_ids, steps, strict=True))
+        ]
+    return found
+
+
+class LayerPool:
+    """The layers of several images (a family's), read together in one stream the first time
+    any of them is asked for, so a layer they share is streamed and listed once.
+
+    ``read(keep)`` returns ``{image ID: layers}`` for every image of the pool, keeping the
+    bytes ``keep`` selects: the union of the ``keeps`` the pool serves, the keep-predicates
+    its images' reads share (see :class:`SharedLayers`). It may stream them, or load what
+    another process streamed.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[KeepContent], Mapping[str, list[LayerContents]]],
+        keeps: Iterable[KeepContent],
+    ) -> None:
+        self._read = read
+        self.keeps = frozenset(keeps)
+        self._layers: Mapping[str, list[LayerContents]] | None = None
+
+    def layers(self, image_id: str) -> list[LayerContents] | None:
+        """The layers of ``image_id``; ``None`` when it is not one of the pool's images."""
+        if self._layers is None:
+            self._layers = self._read(_union(self.keeps))
+        return self._layers.get(image_id)
 
 
 class SharedLayers:
     """One image's layers, read once and shared by every call whose keep-predicate it served.
 
     The first :meth:`get` reads, keeping the bytes that the ``shared`` predicates and the
-    caller's own select. A later call with any of those predicates, or none, is served from
+    caller's own select; with a ``pool`` that keeps at least what ``shared`` keeps, the pool
+    serves the first read without its own predicate instead (``image_id`` is the image).
+    A later call with any of those predicates, or none, is served from
     that read; a call with another predicate (an ad-hoc lambda) reads again, and its read
     replaces the one kept. The file listing is shared between callers: treat it as read-only.
     """
 
-    def __init__(self, shared: Iterable[KeepContent] = ()) -> None:
+    def __init__(
+        self,
+        shared: Iterable[KeepContent] = (),
+        pool: LayerPool | None = None,
+        image_id: str = "",
+    ) -> None:
         self._shared = frozenset(shared)
         self._layers: list[LayerContents] | None = None
         self._kept_for: frozenset[KeepContent] = frozenset()
+        # A pool that keeps at least what this image's shared reads keep serves them.
+        self._pool = pool if pool is not None and self._shared <= pool.keeps else None
+        self._image_id = image_id
 
     def get(
         self, keep: KeepContent | None, read: Callable[[KeepContent], list[LayerContents]]
@@ -338,6 +393,13 @@ class SharedLayers:
         On a miss, ``read(union)`` streams the image, keeping what any of the shared
         predicates or ``keep`` selects.
         """
+        if (
+            self._layers is None
+            and self._pool is not None
+            and (keep is None or keep in self._shared)
+        ):
+            self._layers = self._pool.layers(self._image_id)
+            self._kept_for = self._pool.keeps
         if self._layers is None or (keep is not None and keep not in self._kept_for):
             keeps = self._shared | ({keep} if keep is not None else set())
             self._layers = read(_union(keeps))

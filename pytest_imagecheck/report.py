@@ -31,8 +31,21 @@ meaning. Version 1::
       ],
       "layers": [{"index": 0, "size_bytes": 4261230, "instruction": "ADD file:... in /"}],
       "size_budget_bytes": 2000000000,           # or null
-      "requested_ref": "app:1"                   # or null: --image, or the tag a build gets
+      "requested_ref": "app:1",                  # or null: --image, or the tag a build gets
+      "members": [                               # a family session's images, else []
+        {"id": "cpu", "requested_ref": "app:cpu",
+         "image": {...} or null,                 # as "image" above; null: not inspected
+         "layers": [...],                        # as "layers" above
+         "size_bytes": 123, "largest_layer_bytes": 100,
+         "wasted_bytes": 0 or null,              # null: its layers were not read
+         "shared_bytes": 90 or null,             # bytes of layers another member has too
+         "size_budget_bytes": 2500000000 or null,
+         "summary": {...}}                       # as "summary" above, its criteria only
+      ]
     }
+
+In a family session ``image`` and ``layers`` are null and empty: each member has its own,
+and each criterion carries its ``member`` id.
 
 ``outcome`` is one of :data:`OUTCOMES`; ``facts`` keep the order and names they were recorded
 with.
@@ -59,6 +72,7 @@ __all__ = [
     "VERSION",
     "ImageIdentity",
     "LayerRow",
+    "MemberRow",
     "ReportData",
     "Verdict",
     "write_report",
@@ -114,6 +128,8 @@ class Verdict:
     reason: str
     facts: tuple[tuple[str, str], ...]
     duration: float
+    #: The family member whose image the criterion judged; None without a family.
+    member: str | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -146,6 +162,44 @@ class LayerRow:
 
 
 @dataclass(frozen=True)
+class MemberRow:
+    """One member of an image family, for the family table and chart.
+
+    ``image`` is None when no test read it; ``layer_bytes`` are its filesystem layers' bytes
+    by diff ID (base first) and ``wasted_bytes`` the bytes later layers overwrite or
+    delete, both None when its layers were not read; ``size_budget`` is the tightest total
+    budget a size check of this member judged by.
+    """
+
+    id: str
+    requested_ref: str
+    image: ImageIdentity | None
+    layers: tuple[LayerRow, ...] = ()
+    layer_bytes: tuple[tuple[str, int], ...] | None = None
+    wasted_bytes: int | None = None
+    size_budget: int | None = None
+
+    @property
+    def largest_layer(self) -> int | None:
+        """The bytes of its largest history step; None when it was not inspected."""
+        return max((layer.size for layer in self.layers), default=0) if self.image else None
+
+
+def shared_bytes(member: MemberRow, members: Iterable[MemberRow]) -> int | None:
+    """Bytes of ``member``'s filesystem layers that another of ``members`` has too (by diff
+    ID); None when its layers were not read."""
+    if member.layer_bytes is None:
+        return None
+    others = {
+        diff_id
+        for other in members
+        if other.id != member.id
+        for diff_id, _ in (other.layer_bytes or ())
+    }
+    return sum(size for diff_id, size in dict(member.layer_bytes).items() if diff_id in others)
+
+
+@dataclass(frozen=True)
 class ReportData:
     """Everything one report shows.
 
@@ -165,6 +219,8 @@ class ReportData:
     finished: str
     command: str
     requested_ref: str | None = None
+    #: A family session's images, in declaration order; empty without a family.
+    members: tuple[MemberRow, ...] = ()
 
 
 def write_report(data: ReportData, path: Path) -> list[Path]:
@@ -180,6 +236,9 @@ def write_report(data: ReportData, path: Path) -> list[Path]:
         return [path]
     chart = path.with_name(f"{path.stem}-layers.svg")
     _write(path, _markdown(data, chart.name))
+    if data.members and any(member.layers for member in data.members):
+        _write(chart, _family_chart(data))
+        return [path, chart]
     if not data.layers:
         return [path]
     _write(chart, _layer_chart(data))
@@ -192,9 +251,33 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8", errors="backslashreplace")
 
 
+def _identity_json(image: ImageIdentity | None) -> dict[str, Any] | None:
+    if image is None:
+        return None
+    return {
+        "ref": image.ref,
+        "id": image.id,
+        "digest": image.digest,
+        "size_bytes": image.size,
+        "created": image.created,
+        "architecture": image.architecture,
+        "os": image.os,
+    }
+
+
+def _layers_json(layers: Iterable[LayerRow]) -> list[dict[str, Any]]:
+    return [
+        {"index": layer.index, "size_bytes": layer.size, "instruction": layer.instruction}
+        for layer in layers
+    ]
+
+
+def _counts(verdicts: Iterable[Verdict]) -> dict[str, int]:
+    counts = Counter(v.outcome for v in verdicts)
+    return {outcome: counts[outcome] for outcome in OUTCOMES}
+
+
 def _json(data: ReportData) -> dict[str, Any]:
-    image = data.image
-    counts = Counter(v.outcome for v in data.verdicts)
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -202,18 +285,8 @@ def _json(data: ReportData) -> dict[str, Any]:
         "started": data.started,
         "finished": data.finished,
         "engine_version": data.engine_version,
-        "image": None
-        if image is None
-        else {
-            "ref": image.ref,
-            "id": image.id,
-            "digest": image.digest,
-            "size_bytes": image.size,
-            "created": image.created,
-            "architecture": image.architecture,
-            "os": image.os,
-        },
-        "summary": {outcome: counts[outcome] for outcome in OUTCOMES},
+        "image": _identity_json(data.image),
+        "summary": _counts(data.verdicts),
         "criteria": [
             {
                 "nodeid": v.nodeid,
@@ -222,15 +295,28 @@ def _json(data: ReportData) -> dict[str, Any]:
                 "reason": v.reason,
                 "duration_s": round(v.duration, 3),
                 "facts": [{"name": name, "value": value} for name, value in v.facts],
+                **({"member": v.member} if v.member is not None else {}),
             }
             for v in data.verdicts
         ],
-        "layers": [
-            {"index": layer.index, "size_bytes": layer.size, "instruction": layer.instruction}
-            for layer in data.layers
-        ],
+        "layers": _layers_json(data.layers),
         "size_budget_bytes": data.size_budget,
         "requested_ref": data.requested_ref,
+        "members": [
+            {
+                "id": member.id,
+                "requested_ref": member.requested_ref,
+                "image": _identity_json(member.image),
+                "layers": _layers_json(member.layers),
+                "size_bytes": member.image.size if member.image else None,
+                "largest_layer_bytes": member.largest_layer,
+                "wasted_bytes": member.wasted_bytes,
+                "shared_bytes": shared_bytes(member, data.members),
+                "size_budget_bytes": member.size_budget,
+                "summary": _counts(v for v in data.verdicts if v.member == member.id),
+            }
+            for member in data.members
+        ],
     }
 
 
@@ -238,10 +324,19 @@ def _markdown(data: ReportData, chart: str) -> str:
     """The Markdown report; ``chart`` is the file name of the layer chart, beside it."""
     title = "Image check report"
     ref = data.image.ref if data.image is not None else data.requested_ref
-    if ref:
+    if data.members:
+        title += f": a family of {len(data.members)} images"
+    elif ref:
         title += ": " + _code(ref)
-    lines = [f"# {title}", "", _summary(data.verdicts), "", "## Image", ""]
-    lines += _identity(data)
+    lines = [f"# {title}", "", _summary(data.verdicts), ""]
+    if data.members:
+        lines += ["## Images", "", *_family_table(data)]
+        if any(member.layers for member in data.members):
+            lines += ["", f"![Layer sizes, side by side]({quote(chart)})"]
+        if data.engine_version is not None:
+            lines += ["", f"Engine: {_code(data.engine_version)}"]
+    else:
+        lines += ["## Image", "", *_identity(data)]
     lines += ["", "## Criteria", ""]
     if data.verdicts:
         lines += _table(
@@ -278,6 +373,47 @@ def _markdown(data: ReportData, chart: str) -> str:
         f"started {_md(data.started)}, finished {_md(data.finished)}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _family_table(data: ReportData) -> list[str]:
+    """Per member: its image, size, largest layer, wasted and shared bytes, and verdicts."""
+
+    def size(value: int | None) -> str:
+        return "not read" if value is None else format_size(value)
+
+    rows = []
+    for member in data.members:
+        counts = Counter(v.outcome for v in data.verdicts if v.member == member.id)
+        image = member.image
+        budget = f" (budget {format_size(member.size_budget)})" if member.size_budget else ""
+        rows.append(
+            (
+                _md(member.id),
+                _code(image.ref if image else member.requested_ref)
+                + ("" if image else " (not inspected)"),
+                (format_size(image.size) + budget) if image else "not inspected",
+                size(member.largest_layer),
+                size(member.wasted_bytes),
+                size(shared_bytes(member, data.members)),
+                str(counts["passed"]),
+                str(counts["failed"] + counts["error"]),
+                str(counts["skipped"]),
+            )
+        )
+    return _table(
+        (
+            "Member",
+            "Image",
+            "Size",
+            "Largest layer",
+            "Wasted",
+            "Shared with other members",
+            "PASS",
+            "FAIL",
+            "NOT VERIFIED",
+        ),
+        rows,
+    )
 
 
 def _summary(verdicts: tuple[Verdict, ...]) -> str:
@@ -450,6 +586,113 @@ def _layer_chart(data: ReportData) -> str:
     _text(svg, _INDEX_WIDTH, bottom + 16, "0")
     _text(svg, _INDEX_WIDTH + _BAR_WIDTH, bottom + 16, format_size(full)).set("text-anchor", "end")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(svg, encoding="unicode") + "\n"
+
+
+def _family_chart(data: ReportData) -> str:
+    """One bar per member, side by side on one scale: its layers end to end, those another
+    member has too in a lighter colour, and its size budget, if any, as a dashed tick."""
+    members = data.members
+    full = max(
+        [sum(layer.size for layer in m.layers) for m in members]
+        + [m.size_budget or 0 for m in members]
+    )
+    scale = _BAR_WIDTH / full if full else 0.0
+    row = _ROW + 10
+    bottom = _TOP + len(members) * row
+    height = bottom + 40
+    svg = ET.Element(
+        "svg",
+        {
+            "xmlns": _SVG_NS,
+            "width": str(_CHART_WIDTH),
+            "height": str(height),
+            "viewBox": f"0 0 {_CHART_WIDTH} {height}",
+            "font-family": "sans-serif",
+            "font-size": "11",
+        },
+    )
+    heading = f"Layer sizes of {len(members)} images, side by side"
+    ET.SubElement(svg, "title").text = _clean(heading)
+    _text(svg, 8, 18, heading).set("font-size", "13")
+    for i, member in enumerate(members):
+        y = _TOP + i * row
+        _text(svg, _INDEX_WIDTH - 6, y + _BAR - 2, shorten(member.id, 8)).set("text-anchor", "end")
+        others = {
+            diff_id
+            for other in members
+            if other.id != member.id
+            for diff_id, _ in (other.layer_bytes or ())
+        }
+        shared_steps = _shared_steps(member, others)
+        start = 0
+        for layer in member.layers:
+            shared = layer.index in shared_steps
+            bar = ET.SubElement(
+                svg,
+                "rect",
+                {
+                    "class": "layer shared" if shared else "layer",
+                    "x": _number(_INDEX_WIDTH + start * scale),
+                    "y": str(y),
+                    "width": _number(layer.size * scale),
+                    "height": str(_BAR),
+                    "fill": "#9ecae9" if shared else "#4c78a8",
+                    "stroke": "#ffffff",
+                    "stroke-width": "0.5",
+                },
+            )
+            ET.SubElement(bar, "title").text = _clean(
+                f"{member.id} layer {layer.index}: {format_size(layer.size)}"
+                f"{' (shared)' if shared else ''} {shorten(layer.instruction, 200)}"
+            )
+            start += layer.size
+        label = f"{format_size(start)}" if member.image else "not inspected"
+        if member.size_budget is not None:
+            x = _number(_INDEX_WIDTH + member.size_budget * scale)
+            ET.SubElement(
+                svg,
+                "line",
+                {
+                    "class": "budget",
+                    "x1": x,
+                    "y1": str(y - 3),
+                    "x2": x,
+                    "y2": str(y + _BAR + 3),
+                    "stroke": "#d62728",
+                    "stroke-width": "2",
+                    "stroke-dasharray": "3 2",
+                },
+            )
+            label += f", budget {format_size(member.size_budget)}"
+        _text(svg, _INDEX_WIDTH + _BAR_WIDTH + 10, y + _BAR - 2, label).set("class", "label")
+    legend_y = bottom + 10
+    for j, (colour, text) in enumerate(
+        (("#4c78a8", "own layers"), ("#9ecae9", "layers shared with another member"))
+    ):
+        left = _INDEX_WIDTH + j * 160
+        ET.SubElement(
+            svg,
+            "rect",
+            {"x": str(left), "y": str(legend_y), "width": "10", "height": "10", "fill": colour},
+        )
+        _text(svg, left + 14, legend_y + 9, text)
+    _text(svg, _INDEX_WIDTH, legend_y + 28, "0")
+    _text(svg, _INDEX_WIDTH + _BAR_WIDTH, legend_y + 28, format_size(full)).set(
+        "text-anchor", "end"
+    )
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(svg, encoding="unicode") + "\n"
+
+
+def _shared_steps(member: MemberRow, others: set[str]) -> set[int]:
+    """The history steps of ``member`` whose filesystem layer another member has too: the
+    steps with bytes, in order, matched to the layers by diff ID, base first."""
+    if member.layer_bytes is None:
+        return set()
+    steps = [layer.index for layer in member.layers if layer.size > 0]
+    layers = [diff_id for diff_id, size in member.layer_bytes if size > 0]
+    if len(steps) != len(layers):
+        return set()
+    return {step for step, diff_id in zip(steps, layers, strict=True) if diff_id in others}
 
 
 def _text(parent: ET.Element, x: float, y: float, text: str) -> ET.Element:

@@ -25,7 +25,7 @@ import dataclasses
 import difflib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: Keys every criterion may have besides its check's own.
-COMMON_KEYS = ("check", "name", "waive")
+COMMON_KEYS = ("check", "name", "waive", "images", "per_image")
 
 
 class SpecError(ImageCheckError):
@@ -95,6 +95,18 @@ _COMMON_SCHEMA = {
         "pattern": r"\S",
         "description": "Why this criterion may fail for now; it runs and is reported as waived.",
     },
+    "images": {
+        "type": "array",
+        "items": {"type": "string"},
+        "minItems": 1,
+        "description": "The family members this criterion judges; default: every member.",
+    },
+    "per_image": {
+        "type": "object",
+        "additionalProperties": {"type": "object"},
+        "description": "Keys that differ per family member, by member id (e.g. a size "
+        "budget per variant): {cpu: {total: 8GB}}.",
+    },
 }
 
 
@@ -122,6 +134,8 @@ class Criterion:
     waive: str | None = None
     needs: frozenset[str] = frozenset()
     run_options: dict[str, Any] = field(default_factory=dict)
+    #: The family member whose image it judges; None when the session tests one image.
+    member: str | None = None
 
     def run(self, get: Callable[[str], Any]) -> None:
         """Run the criterion: fetch the facts it needs with ``get`` and call its check.
@@ -144,14 +158,21 @@ class Criterion:
 
 @dataclass(frozen=True)
 class Spec:
-    """An imagecheck.yaml file: where it is and its criteria, in file order."""
+    """An imagecheck.yaml file: where it is and its criteria, in file order (in a family
+    session, each criterion once per member it judges, member by member within it).
+    ``declares_images`` says whether it has a top-level ``images:`` (a family's
+    declaration, read by :mod:`~pytest_imagecheck.family`)."""
 
     path: Path
     criteria: list[Criterion]
+    declares_images: bool = False
 
 
-def load_spec(path: str | os.PathLike[str]) -> Spec:
-    """Read and validate an imagecheck.yaml file; raise :class:`SpecError` if it is not valid."""
+def load_spec(path: str | os.PathLike[str], members: Sequence[str] | None = None) -> Spec:
+    """Read and validate an imagecheck.yaml file; raise :class:`SpecError` if it is not valid.
+
+    ``members`` are the ids of the session's image family (None: one image under test).
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -160,20 +181,26 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
         ) from None
     except UnicodeDecodeError:
         raise SpecError(f"{os.fspath(path)}: is not UTF-8 text: save it as UTF-8") from None
-    return parse_spec(text, path)
+    return parse_spec(text, path, members)
 
 
-def parse_spec(text: str, path: str | os.PathLike[str] = "imagecheck.yaml") -> Spec:
+def parse_spec(
+    text: str,
+    path: str | os.PathLike[str] = "imagecheck.yaml",
+    members: Sequence[str] | None = None,
+) -> Spec:
     """Validate imagecheck.yaml ``text``; ``path`` names it in messages and anchors relative
-    paths (``baseline``). Raise :class:`SpecError`, one line ``path:line: what: fix``."""
+    paths (``baseline``); ``members`` are the family's member ids, if the session has a
+    family. Raise :class:`SpecError`, one line ``path:line: what: fix``."""
     try:
-        criteria = _criteria(load_yaml(text), Path(path).parent)
+        document = load_yaml(text)
+        criteria = _criteria(document, Path(path).parent, members)
     except Invalid as exc:
         raise SpecError(f"{os.fspath(path)}:{exc.line or 1}: {exc.message}") from None
-    return Spec(Path(path), criteria)
+    return Spec(Path(path), criteria, isinstance(document, YamlMapping) and "images" in document)
 
 
-_TOP_LEVEL = ("criteria", "version")
+_TOP_LEVEL = ("criteria", "version", "images")
 
 
 def _did_you_mean(word: object, choices: tuple[str, ...] | list[str]) -> str:
@@ -181,7 +208,7 @@ def _did_you_mean(word: object, choices: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _criteria(document: Any, here: Path) -> list[Criterion]:
+def _criteria(document: Any, here: Path, members: Sequence[str] | None) -> list[Criterion]:
     example = "criteria:\n  - check: non_root"
     if document is None:
         raise Invalid(f"the file is empty: list the checks, e.g. {json.dumps(example)}", 1)
@@ -195,7 +222,7 @@ def _criteria(document: Any, here: Path) -> list[Criterion]:
         if key not in _TOP_LEVEL:
             raise Invalid(
                 f"unknown top-level key {shown(key)}{_did_you_mean(key, _TOP_LEVEL)}: "
-                "the top level takes criteria and version",
+                "the top level takes criteria, version and images",
                 line,
             )
     version = document.get("version")
@@ -206,6 +233,8 @@ def _criteria(document: Any, here: Path) -> list[Criterion]:
             document.key_lines["version"],
         )
     if "criteria" not in document:
+        if "images" in document:
+            return []  # a family's declaration only
         raise Invalid("no criteria: add criteria: with a list of checks", document.line)
     items = document["criteria"]
     where = document.key_lines["criteria"]
@@ -218,16 +247,95 @@ def _criteria(document: Any, here: Path) -> list[Criterion]:
     if not items:
         raise Invalid("criteria is empty: list at least one check, e.g. - check: non_root", where)
     criteria: list[Criterion] = []
-    names: set[str] = set()
+    names: set[tuple[str, str | None]] = set()
     for item, line in zip(items, items.item_lines, strict=True):
-        criterion = _criterion(item, line, here)
-        name, count = criterion.name, 1
-        while name in names:
-            count += 1
-            name = f"{criterion.name} #{count}"
-        names.add(name)
-        criteria.append(dataclasses.replace(criterion, name=name))
+        for criterion in _per_member(item, line, here, members):
+            name, count = criterion.name, 1
+            while (name, criterion.member) in names:
+                count += 1
+                name = f"{criterion.name} #{count}"
+            names.add((name, criterion.member))
+            criteria.append(dataclasses.replace(criterion, name=name))
     return criteria
+
+
+def _per_member(item: Any, line: int, here: Path, members: Sequence[str] | None) -> list[Criterion]:
+    """The criterion ``item`` for each family member it judges (its ``images:``, else all),
+    with that member's ``per_image:`` keys; the one criterion when there is no family."""
+    if not isinstance(item, YamlMapping):
+        return [_criterion(item, line, here)]
+    if members is None:
+        for key in ("images", "per_image"):
+            if key in item:
+                raise Invalid(
+                    f"{key}: names members of an image family, but this session tests one "
+                    "image: declare the family under a top-level images: (or give --image "
+                    f"several times), or remove {key}",
+                    item.key_lines[key],
+                )
+        return [_criterion(item, line, here)]
+    selected = list(members)
+    if "images" in item:
+        selected = _member_ids(item["images"], item.key_lines["images"], members, "images")
+    overrides: dict[str, YamlMapping] = {}
+    if "per_image" in item:
+        per_image, where = item["per_image"], item.key_lines["per_image"]
+        if not isinstance(per_image, YamlMapping) or not per_image:
+            raise Invalid(
+                f"per_image: expected a mapping of member ids to keys, got {shown(per_image)}: "
+                "write per_image: {cpu: {total: 8GB}}",
+                where,
+            )
+        _member_ids(list(per_image), where, members, "per_image")
+        for member, keys in per_image.items():
+            if not isinstance(keys, YamlMapping):
+                raise Invalid(
+                    f"per_image.{member}: expected a mapping of the check's keys, got "
+                    f"{shown(keys)}: write per_image: {{{member}: {{total: 8GB}}}}",
+                    per_image.key_lines[member],
+                )
+            for key in ("check", "images", "per_image"):
+                if key in keys:
+                    raise Invalid(
+                        f"per_image.{member}.{key}: {key} is the criterion's own: give it "
+                        "beside per_image, not in it",
+                        keys.key_lines[key],
+                    )
+            overrides[member] = keys
+    unused = [member for member in overrides if member not in selected]
+    if unused:
+        raise Invalid(
+            f"per_image: member {unused[0]} is not one of this criterion's images "
+            f"({', '.join(selected)}): add it to images, or remove its keys",
+            item.key_lines["per_image"],
+        )
+    found = []
+    for member in selected:
+        merged = YamlMapping({k: v for k, v in item.items() if k not in ("images", "per_image")})
+        merged.line = item.line
+        merged.key_lines = {
+            k: v for k, v in item.key_lines.items() if k not in ("images", "per_image")
+        }
+        if member in overrides:
+            merged.update(overrides[member])
+            merged.key_lines.update(overrides[member].key_lines)
+        found.append(dataclasses.replace(_criterion(merged, line, here), member=member))
+    return found
+
+
+def _member_ids(value: Any, line: int, members: Sequence[str], key: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise Invalid(
+            f"{key}: expected a list of member ids like [{members[0]}], got {shown(value)}", line
+        )
+    for member in value:
+        if member not in members:
+            raise Invalid(
+                f"{key}: unknown member {shown(member)}{_did_you_mean(member, list(members))}: "
+                f"the family's members are {', '.join(members)}",
+                line,
+            )
+    return [member for member in members if member in value]
 
 
 def _criterion(item: Any, line: int, here: Path) -> Criterion:
@@ -354,11 +462,19 @@ def json_schema() -> dict[str, Any]:
             "criteria": {
                 "type": "array",
                 "minItems": 1,
-                "description": "The criteria; each becomes one test.",
+                "description": "The criteria; each becomes one test (one per member of a family).",
                 "items": {"$ref": "#/$defs/criterion"},
             },
+            "images": {
+                "type": "object",
+                "minProperties": 1,
+                "description": "The family of images under test, by member id: a reference "
+                "to test, or image (its tag) and build.",
+                "propertyNames": {"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+                "additionalProperties": {"$ref": "#/$defs/member"},
+            },
         },
-        "required": ["criteria"],
+        "anyOf": [{"required": ["criteria"]}, {"required": ["images"]}],
         "additionalProperties": False,
         "$defs": {
             "criterion": {
@@ -377,6 +493,42 @@ def json_schema() -> dict[str, Any]:
                     }
                     for name in CHECKS
                 ],
+            },
+            "member": {
+                "oneOf": [
+                    {"type": "string", "description": "A reference to test, e.g. app:ci."},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "image": {
+                                "type": "string",
+                                "description": "The reference to test, or the tag the build gets.",
+                            },
+                            "build": {
+                                "oneOf": [
+                                    {"type": "string", "description": "The context folder."},
+                                    {
+                                        "type": "object",
+                                        "properties": {
+                                            "context": {"type": "string"},
+                                            "dockerfile": {"type": "string"},
+                                            "target": {"type": "string"},
+                                            "args": {
+                                                "type": "object",
+                                                "additionalProperties": {
+                                                    "type": ["string", "number"]
+                                                },
+                                            },
+                                        },
+                                        "additionalProperties": False,
+                                    },
+                                ]
+                            },
+                        },
+                        "anyOf": [{"required": ["image"]}, {"required": ["build"]}],
+                        "additionalProperties": False,
+                    },
+                ]
             },
             **{name: check.schema(_COMMON_SCHEMA) for name, check in CHECKS.items()},
         },

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pytest
 
     from .image import ImageUnderTest
+    from .layers import LayerContents
 
 #: The test report attribute that carries :class:`Carried`.
 CHANNEL = "imagecheck"
@@ -35,9 +36,11 @@ class Carried(TypedDict, total=False):
     waiver: str
     #: The total size budget, in bytes, a size check of this test judged against.
     size_budget_bytes: int
-    #: The image under test as this process's ``image`` fixture read it
-    #: (:meth:`SeenImage.to_json`); on the first report after the read, once per process.
-    image: dict[str, Any]
+    #: The family member the test is for.
+    member: str
+    #: The images under test as this process's ``image`` fixture read them
+    #: (:meth:`SeenImage.to_json`); each on the first report after its read, once per process.
+    images: list[dict[str, Any]]
 
 
 def carry(report: pytest.TestReport, values: Carried) -> None:
@@ -55,19 +58,33 @@ def carried(report: pytest.TestReport) -> Carried:
 @dataclass(frozen=True)
 class SeenImage:
     """The image under test as the ``image`` fixture read it: identity, layer rows (their
-    instructions masked) and the engine's version (``None`` if it did not say)."""
+    instructions masked) and the engine's version (``None`` if it did not say).
+
+    For a family ``member``, also the bytes of each filesystem layer by diff ID, base first
+    (what members share), and the bytes of files later layers overwrite or delete; ``None``
+    when its layers could not be read.
+    """
 
     identity: ImageIdentity
     layers: tuple[LayerRow, ...]
     engine_version: str | None
+    member: str | None = None
+    layer_bytes: tuple[tuple[str, int], ...] | None = None
+    wasted_bytes: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values: ``{"identity": {...}, "layers": [[index, size, text]...],
-        "engine_version": ...}``."""
+        "engine_version": ..., "member": ..., "layer_bytes": [[diff_id, bytes]...],
+        "wasted_bytes": ...}``."""
         return {
             "identity": dataclasses.asdict(self.identity),
             "layers": [[row.index, row.size, row.instruction] for row in self.layers],
             "engine_version": self.engine_version,
+            "member": self.member,
+            "layer_bytes": None
+            if self.layer_bytes is None
+            else [[diff_id, size] for diff_id, size in self.layer_bytes],
+            "wasted_bytes": self.wasted_bytes,
         }
 
     @classmethod
@@ -79,19 +96,36 @@ class SeenImage:
                 LayerRow(int(i), int(size), str(text)) for i, size, text in data["layers"]
             ),
             engine_version=data["engine_version"],
+            member=data.get("member"),
+            layer_bytes=None
+            if data.get("layer_bytes") is None
+            else tuple((str(d), int(size)) for d, size in data["layer_bytes"]),
+            wasted_bytes=data.get("wasted_bytes"),
         )
 
 
-def seen_image(image: ImageUnderTest, engine_version: str | None) -> SeenImage:
-    """What the report shows of ``image``, taken from facts it already holds (no engine call).
+def seen_image(
+    image: ImageUnderTest,
+    engine_version: str | None,
+    member: str | None = None,
+    layers: list[LayerContents] | None = None,
+) -> SeenImage:
+    """What the report shows of ``image``, taken from facts it already holds and, for a
+    family ``member``, from its ``layers`` as read (no engine call).
 
     An ENV or ARG step shows its values in the layer table: the image's secret ENV values are
     masked in them.
     """
+    from .checks.size import wasted_files
     from .secret_rules import mask_text
 
     env = image.env
     return SeenImage(
+        member=member,
+        layer_bytes=None
+        if layers is None
+        else tuple((layer.diff_id, layer.size) for layer in layers),
+        wasted_bytes=None if layers is None else sum(f.size for f in wasted_files(layers)),
         identity=identity_of(image),
         layers=tuple(
             LayerRow(layer.index, layer.size, mask_text(layer.instruction, env))
@@ -149,6 +183,7 @@ def verdict_of(report: pytest.TestReport, previous: Verdict | None) -> Verdict |
         if str(name).startswith("imagecheck.")
     )
     return Verdict(
+        member=carried(report).get("member"),
         nodeid=report.nodeid,
         name=report.nodeid.split("::")[-1],
         outcome=outcome,

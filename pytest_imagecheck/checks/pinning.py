@@ -14,7 +14,7 @@ from ..evidence import record
 from ..platforms import PLATFORM_ARGS
 
 if TYPE_CHECKING:
-    from ..dockerfile import Dockerfile, Instruction
+    from ..dockerfile import Dockerfile, FamilyBase, Instruction
     from ..image import ImageUnderTest
 
 #: Digest algorithms a reference may name, with the hex digits of each (the OCI image spec's
@@ -148,7 +148,15 @@ def _problem(dockerfile: Dockerfile, ref: BaseReference, platforms: list[str]) -
         return None
     where = f"{dockerfile.location(ref.instruction)} {ref.instruction.keyword}"
     on = f" on {', '.join(platforms)}" if platforms else ""
+    member = dockerfile.family_base(ref.resolved)
+    if member is not None and member.image is not None:
+        return _not_derived(dockerfile, ref, member, where)
     notes = _arguments_note(dockerfile, ref.written)
+    if member is not None:
+        notes.append(
+            f"the tag of family member {member.member}, which this session does not build: "
+            "a build pulls it from a registry"
+        )
     if ref.instruction.keyword == "FROM" and platforms and ref.resolved is not None:
         stage = dockerfile.stages[ref.instruction.stage or 0]
         if stage.base_platform and stage.base_platform != dockerfile.target_platform:
@@ -164,6 +172,33 @@ def _problem(dockerfile: Dockerfile, ref: BaseReference, platforms: list[str]) -
             f"a digest is {DIGEST_FORM}"
         )
     return f"{where} {ref.resolved} is not pinned by digest{on}{note}"
+
+
+def _not_derived(
+    dockerfile: Dockerfile, ref: BaseReference, member: FamilyBase, where: str
+) -> str | None:
+    """Why a FROM naming a family member this session built is wrong, or None: the image
+    built from it must start with that member's layers (layer-prefix provenance). A FROM of
+    a stage the image does not build on, and a ``--from`` source, are built here too, with
+    nothing in the image to verify them by."""
+    built, base = dockerfile.built_image, member.image
+    if built is None or base is None or ref.instruction.keyword != "FROM":
+        return None
+    start = (
+        dockerfile.check_target(dockerfile.target) if dockerfile.target else dockerfile.final_stage
+    )
+    while start.base_stage is not None:
+        start = dockerfile.stages[start.base_stage]
+    if start.instruction is not ref.instruction:
+        return None
+    ours, theirs = built.diff_ids, base.diff_ids
+    if ours[: len(theirs)] == theirs:
+        return None
+    return (
+        f"{where} {ref.resolved} is family member {member.member}, built in this session, but "
+        f"image {built.ref} does not start with its {len(theirs)} layers: the build used "
+        f"another {ref.resolved}; rebuild it after {member.member}"
+    )
 
 
 def assert_base_images_pinned(dockerfile: Dockerfile, *, allow: Iterable[str] = ()) -> None:
@@ -186,6 +221,12 @@ def assert_base_images_pinned(dockerfile: Dockerfile, *, allow: Iterable[str] = 
     reference that fails on some of them only names those (``on linux/arm64
     (TARGETARCH=arm64)``); so does an unpinned FROM in a stage that only their builds use.
     With no platform known, a reference that needs one cannot be resolved, and fails.
+
+    Families: a FROM that names a member of the image family this session built is built
+    here, not pulled: it passes without a digest, and is verified instead by layer-prefix
+    provenance (the image starts with that member's layers). It is never reported as
+    pinned. A member's tag the session does not build is a tag like any other: unpinned,
+    and the failure says it is a family member's.
     """
     __tracebackhide__ = True
     allowed = set(allow)
@@ -200,10 +241,15 @@ def assert_base_images_pinned(dockerfile: Dockerfile, *, allow: Iterable[str] = 
     malformed = 0
     exempt: list[str] = []
     used: list[str] = []
+    here: list[str] = []
     for key in sorted(found):
         entries = found[key]
-        for _, ref in entries:
-            used.append(ref.resolved or ref.written)
+        for view, ref in entries:
+            member = view.family_base(ref.resolved)
+            if member is not None and member.image is not None and not ref.pinned:
+                here.append(f"{ref.resolved} (member {member.member})")
+            else:
+                used.append(ref.resolved or ref.written)
         if any(ref.written in allowed or ref.resolved in allowed for _, ref in entries):
             exempt.extend(ref.resolved or ref.written for _, ref in entries)
             continue
@@ -226,6 +272,7 @@ def assert_base_images_pinned(dockerfile: Dockerfile, *, allow: Iterable[str] = 
     record(
         "base_images_pinned",
         base_images=list(dict.fromkeys(used)) or "none",
+        **({"built_here": list(dict.fromkeys(here))} if here else {}),
         unpinned=len(problems) - malformed,
         malformed_digests=malformed,
         allowed=list(dict.fromkeys(exempt)) or "none",

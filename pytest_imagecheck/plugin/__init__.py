@@ -9,6 +9,7 @@ inspected or a container started.
 ``session``        session id, the engine connection, cleanup on every exit, xdist, signals
 ``collection``     ``imagecheck.yaml`` files, waivers, shared engine work of criteria runs
 ``outcomes``       evidence per test, one-line failures, container log tails, GPU verdicts
+``family``         tests parametrized over a family's members, ``images`` marker, xdist
 ``evidence_report``  ``--imagecheck-report``
 ``fixtures``       ``image``, ``container``, ``run_container``, ``dockerfile``, ...
 =================  =====================================================================
@@ -19,6 +20,7 @@ pytest_plugins = [
     "pytest_imagecheck.plugin.session",
     "pytest_imagecheck.plugin.collection",
     "pytest_imagecheck.plugin.outcomes",
+    "pytest_imagecheck.plugin.family",
     "pytest_imagecheck.plugin.evidence_report",
     "pytest_imagecheck.plugin.fixtures",
 ]

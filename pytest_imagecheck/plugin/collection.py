@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from ..items import CriteriaFile, share_work, waive
+from .options import SETTINGS
 from .session import is_worker, worker_input
 
-#: xdist modes that send all criteria of a file to one worker (or all of them to each).
-_WHOLE_FILES = ("loadfile", "loadscope", "each")
+#: xdist modes that send all criteria of a file to one worker (or all of them to each); a
+#: family's "member" mode sends all of a member's.
+_WHOLE_FILES = ("loadfile", "loadscope", "each", "member")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,7 +30,12 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CriteriaFi
     """Collect ``imagecheck.yaml`` (and the ``imagecheck_yaml`` patterns) as criteria."""
     patterns = parent.config.getini("imagecheck_yaml")
     if any(fnmatch.fnmatch(file_path.name, pattern) for pattern in patterns):
-        return CriteriaFile.from_parent(parent, path=file_path)
+        found: CriteriaFile = CriteriaFile.from_parent(parent, path=file_path)
+        family = parent.config.stash[SETTINGS].family
+        if family is not None:
+            found.members = family.ids
+            found.family_file = family.source
+        return found
     return None
 
 

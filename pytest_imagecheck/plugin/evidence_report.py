@@ -22,6 +22,7 @@ from ..engine import ENGINE_ERRORS
 from ..errors import ImageCheckError
 from ..items import WAIVER
 from ..verdicts import Carried, SeenImage, carried, carry, seen_image
+from .family import member_of
 from .options import SETTINGS, Settings
 from .outcomes import EVIDENCE
 from .session import is_worker
@@ -29,12 +30,13 @@ from .session import is_worker
 if TYPE_CHECKING:
     from ..engine import Engine
     from ..image import ImageUnderTest
-    from ..report import Verdict
+    from ..report import MemberRow, Verdict
 
-#: The image this process's ``image`` fixture read (kept only when a report is written).
-SEEN_IMAGE = pytest.StashKey[SeenImage]()
-#: The same, until a test report of this process has carried it.
-_TO_CARRY = pytest.StashKey[SeenImage]()
+#: The images this process's ``image`` fixture read, by family member ("" for the one image
+#: of a session without a family); kept only when a report is written.
+SEEN_IMAGES = pytest.StashKey[dict[str, SeenImage]]()
+#: Those a test report of this process has not carried yet.
+_TO_CARRY = pytest.StashKey[list[SeenImage]]()
 #: The check and fact under which ``assert_size_within`` records its total budget (bytes).
 _SIZE_BUDGET = ("size", "size_budget_bytes")
 
@@ -49,20 +51,30 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-def image_read(config: pytest.Config, image: ImageUnderTest, engine: Engine) -> None:
+def image_read(
+    config: pytest.Config, image: ImageUnderTest, engine: Engine, member: str | None = None
+) -> None:
     """Keep what the report shows of ``image``, read by this process's ``image`` fixture: its
     identity, its layers and the engine's version, to travel on the next test report.
 
-    Does nothing without ``--imagecheck-report``, or when this process already kept one.
+    For a family ``member``, also its layers' bytes by diff ID and its wasted bytes, for the
+    family table: its layers are read (with the family's, in one stream).
+
+    Does nothing without ``--imagecheck-report``, or when this process already kept it.
     """
-    if config.stash[SETTINGS].report is None or SEEN_IMAGE in config.stash:
+    seen_images = config.stash.setdefault(SEEN_IMAGES, {})
+    if config.stash[SETTINGS].report is None or (member or "") in seen_images:
         return
     version = None
     with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
         version = engine.version
-    seen = seen_image(image, version)
-    config.stash[SEEN_IMAGE] = seen
-    config.stash[_TO_CARRY] = seen
+    layers = None
+    if member is not None:
+        with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
+            layers = image.layer_contents()
+    seen = seen_image(image, version, member, layers)
+    seen_images[member or ""] = seen
+    config.stash.setdefault(_TO_CARRY, []).append(seen)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -75,16 +87,19 @@ def pytest_runtest_makereport(
     waiver = item.stash.get(WAIVER, None)
     if waiver is not None:
         values["waiver"] = waiver
+    member = member_of(item)
+    if member is not None:
+        values["member"] = member
     collected = item.stash.get(EVIDENCE, None) if call.when == "call" else None
     if collected is not None:
         del item.stash[EVIDENCE]  # items live as long as the session: keep no test's evidence
         budget = collected.value(*_SIZE_BUDGET)
         if isinstance(budget, int) and not isinstance(budget, bool):
             values["size_budget_bytes"] = budget
-    seen = item.config.stash.get(_TO_CARRY, None)
-    if seen is not None:
-        del item.config.stash[_TO_CARRY]
-        values["image"] = seen.to_json()
+    to_carry = item.config.stash.get(_TO_CARRY, None)
+    if to_carry:
+        values["images"] = [seen.to_json() for seen in to_carry]
+        to_carry.clear()
     carry(report, values)
     return report
 
@@ -99,9 +114,10 @@ class _EvidenceReport:
         self.requested = settings.build.image_tag if settings.build else settings.image
         self.path = path
         self.started = datetime.now(timezone.utc)
+        self.family = settings.family
         self.verdicts: dict[str, Verdict] = {}
         self.budgets: dict[str, int] = {}  # nodeid: the total budget its size check judged by
-        self.image: SeenImage | None = None
+        self.images: dict[str, SeenImage] = {}  # by member id ("" without a family)
         self.written: list[Path] = []
         self.failed = ""
 
@@ -114,22 +130,27 @@ class _EvidenceReport:
         values = carried(report)
         if "size_budget_bytes" in values:
             self.budgets.setdefault(report.nodeid, values["size_budget_bytes"])
-        if self.image is None and "image" in values:
-            self.image = SeenImage.from_json(values["image"])
+        for data in values.get("images", []):
+            seen = SeenImage.from_json(data)
+            self.images.setdefault(seen.member or "", seen)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from ..report import ReportData, write_report
 
-        # The only process also has it when no report carried it (a run cut short).
-        image = self.image or session.config.stash.get(SEEN_IMAGE, None)
+        # The only process also has them when no report carried them (a run cut short).
+        kept: dict[str, SeenImage] = session.config.stash.get(SEEN_IMAGES, {})
+        images = {**kept, **self.images}
+        image = images.get("") if self.family is None else None
+        verdicts = tuple(self.verdicts.values())
         data = ReportData(
             image=image.identity if image else None,
-            engine_version=image.engine_version if image else None,
-            verdicts=tuple(self.verdicts.values()),
+            engine_version=next((i.engine_version for i in images.values()), None),
+            verdicts=verdicts,
             layers=image.layers if image else (),
             # Several size criteria: the chart draws the tightest total budget.
-            size_budget=min(self.budgets.values(), default=None),
+            size_budget=min(self.budgets.values(), default=None) if self.family is None else None,
+            members=self._members(images, verdicts),
             started=self.started.isoformat(timespec="seconds"),
             finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             command=" ".join(["pytest", *session.config.invocation_params.args]),
@@ -140,6 +161,34 @@ class _EvidenceReport:
         except OSError as exc:
             self.failed = f"cannot write the evidence report {self.path}: {exc.strerror or exc}"
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def _members(
+        self, images: dict[str, SeenImage], verdicts: tuple[Verdict, ...]
+    ) -> tuple[MemberRow, ...]:
+        from ..report import MemberRow
+
+        if self.family is None:
+            return ()
+        rows = []
+        for member in self.family.members:
+            seen = images.get(member.id)
+            budgets = [
+                budget
+                for nodeid, budget in self.budgets.items()
+                if nodeid in self.verdicts and self.verdicts[nodeid].member == member.id
+            ]
+            rows.append(
+                MemberRow(
+                    id=member.id,
+                    requested_ref=member.tag,
+                    image=seen.identity if seen else None,
+                    layers=seen.layers if seen else (),
+                    layer_bytes=seen.layer_bytes if seen else None,
+                    wasted_bytes=seen.wasted_bytes if seen else None,
+                    size_budget=min(budgets, default=None),
+                )
+            )
+        return tuple(rows)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.failed:

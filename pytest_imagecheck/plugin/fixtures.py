@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import docker
@@ -18,10 +19,13 @@ import pytest
 
 from ..build import build_image, build_once
 from ..container import RunningContainer
+from ..dockerfile import FamilyBase, canonical_reference
 from ..engine import ENGINE_ERRORS, LABEL_TEST, Engine
 from ..errors import GpuUnavailable, ImageCheckError
+from ..family import MemberNotBuilt
 from ..image import ImageUnderTest
 from .evidence_report import image_read
+from .family import family_run
 from .options import SETTINGS, Settings
 from .outcomes import GPU_USED, USED
 from .session import STATE, is_worker, worker_input
@@ -81,22 +85,48 @@ def docker_client(imagecheck_engine: Engine) -> docker.DockerClient:
 
 
 @pytest.fixture(scope="session")
+def imagecheck_member(request: pytest.FixtureRequest) -> str | None:
+    """The id of the family member the test is for (``"asr"`` in ``test_x[asr]``); None when
+    the session tests one image.
+
+    With a family, every test that uses the image under test is parametrized over the
+    members (``@pytest.mark.images("cpu")`` selects some); ``image``, ``container``,
+    ``run_container`` and ``dockerfile`` follow the member.
+    """
+    return getattr(request, "param", None)
+
+
+@pytest.fixture(scope="session")
 def image(
     pytestconfig: pytest.Config,
     imagecheck_engine: Engine,
     tmp_path_factory: pytest.TempPathFactory,
     record_testsuite_property: Callable[[str, object], None],
+    imagecheck_member: str | None,
 ) -> ImageUnderTest:
     """The image under test, as facts: ``image.user``, ``image.healthcheck``, ``image.size``...
 
     Named by ``--image`` (or ini ``imagecheck_image``), or built once per session from
     ``--build-context`` (tagged with ``--image`` when both are given). Under pytest-xdist the
     workers share one build.
+
+    In a family session, the image of the test's member (``imagecheck_member``): the family
+    is built once per session, in dependency order. A member whose build failed fails its
+    tests with the build's output; a member that builds on it is not built, and its tests
+    skip (NOT VERIFIED) naming the member that failed.
     """
     settings = pytestconfig.stash[SETTINGS]
-    with _errors_as_failures():
-        found = _image_under_test(pytestconfig, settings, imagecheck_engine, tmp_path_factory)
-    image_read(pytestconfig, found, imagecheck_engine)
+    if imagecheck_member is not None:
+        found = _member_image(pytestconfig, imagecheck_member, tmp_path_factory)
+    else:
+        with _errors_as_failures():
+            found = _image_under_test(pytestconfig, settings, imagecheck_engine, tmp_path_factory)
+    image_read(pytestconfig, found, imagecheck_engine, imagecheck_member)
+    prefix = (
+        "imagecheck.image"
+        if imagecheck_member is None
+        else f"imagecheck.image[{imagecheck_member}]"
+    )
     for name, value in (
         ("ref", found.ref),
         ("id", found.id),
@@ -105,8 +135,26 @@ def image(
         ("created", found.created),
         ("architecture", found.architecture),
     ):
-        record_testsuite_property(f"imagecheck.image.{name}", value)
+        record_testsuite_property(f"{prefix}.{name}", value)
     return found
+
+
+def _shared_dir(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder every process of the run shares (xdist workers: the base temp's parent)."""
+    basetemp = tmp_path_factory.getbasetemp()
+    return basetemp.parent if is_worker(config) else basetemp
+
+
+def _member_image(
+    config: pytest.Config, member: str, tmp_path_factory: pytest.TempPathFactory
+) -> ImageUnderTest:
+    run = family_run(config, _shared_dir(config, tmp_path_factory), _progress(config))
+    try:
+        return run.image(member)
+    except MemberNotBuilt as exc:
+        pytest.skip(f"member {member}: {exc}")
+    except ImageCheckError as exc:
+        raise pytest.fail.Exception(f"member {member}: {exc}", pytrace=False) from None
 
 
 def _image_under_test(
@@ -117,11 +165,9 @@ def _image_under_test(
 ) -> ImageUnderTest:
     if settings.build is not None:
         spec = settings.build
-        basetemp = tmp_path_factory.getbasetemp()
-        shared = basetemp.parent if is_worker(config) else basetemp
         image_id = build_once(
             spec,
-            shared,
+            _shared_dir(config, tmp_path_factory),
             lambda: build_image(
                 spec,
                 engine.client,
@@ -137,6 +183,44 @@ def _image_under_test(
         "no image under test: pass --image REF to test an image, or --build-context DIR "
         "to build one (or set imagecheck_image in the ini file)"
     )
+
+
+def _member_dockerfile(
+    config: pytest.Config, member_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> Dockerfile:
+    """A member's Dockerfile, with the family's tags: those this session built carry their
+    images (what the member's FROM must derive from)."""
+    family = config.stash[SETTINGS].family
+    assert family is not None  # only family tests have a member
+    member = family[member_id]
+    if member.build is None:
+        pytest.skip(
+            f"member {member_id} is tested by reference ({member.ref}): no Dockerfile known"
+        )
+    run = family_run(config, _shared_dir(config, tmp_path_factory), _progress(config))
+    with _errors_as_failures():
+        blocked = run.not_built(member_id)
+    if blocked is not None:
+        pytest.skip(f"member {member_id}: {blocked}")
+    native = None
+    with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
+        native = config.stash[STATE].engine().platform
+    with _errors_as_failures():
+        parsed = member.build.validate(engine_platform=native)
+
+    def built(member_id: str) -> ImageUnderTest | None:
+        if family[member_id].build is None:
+            return None
+        with contextlib.suppress(ImageCheckError):
+            return run.image(member_id)
+        return None
+
+    bases = {
+        canonical_reference(other.tag): FamilyBase(other.id, other.tag, built(other.id))
+        for other in family.members
+        if other.id != member_id
+    }
+    return dataclasses.replace(parsed, family_bases=bases, built_image=built(member_id))
 
 
 @pytest.fixture(scope="session")
@@ -201,13 +285,23 @@ def gpu_host() -> GpuHost:
 
 
 @pytest.fixture(scope="session")
-def dockerfile(pytestconfig: pytest.Config) -> Dockerfile:
+def dockerfile(
+    pytestconfig: pytest.Config,
+    imagecheck_member: str | None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Dockerfile:
     """The parsed Dockerfile: stages, instructions with line numbers, ARGs with build args.
 
     The one being built, or ``--dockerfile`` when testing a named image; tests that use it
-    skip when neither is known.
+    skip when neither is known. In a family session, the member's own, which knows the
+    family's tags (a FROM naming a member built here is built here, not pulled: see
+    :func:`~pytest_imagecheck.checks.pinning.assert_base_images_pinned`); a member tested by
+    reference has none, and its tests that use it skip, as do those of a member that was not
+    built because a member it builds on failed to build.
     """
     settings = pytestconfig.stash[SETTINGS]
+    if imagecheck_member is not None:
+        return _member_dockerfile(pytestconfig, imagecheck_member, tmp_path_factory)
     if settings.build is None and settings.dockerfile is None:
         pytest.skip("no Dockerfile known: pass --build-context DIR or --dockerfile PATH")
     # The engine's platform gives BUILDPLATFORM, and TARGETPLATFORM without --platform. An

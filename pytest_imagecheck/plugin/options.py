@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import pytest
 from ..build import BuildSpec, parse_build_arg, single_platform
 from ..engine import check_reference, parse_gpus
 from ..errors import ImageCheckError
+from ..family import Family, family_from_refs, load_family
 from ..platforms import parse_platforms
 
 SETTINGS = pytest.StashKey["Settings"]()
@@ -26,7 +28,18 @@ IniType = Literal["string", "linelist", "bool"]
 
 # (option, ini type, help); each ini key is the option's dest (see _dest).
 _OPTIONS: list[tuple[str, IniType, str]] = [
-    ("--image", "string", "image under test: NAME[:TAG], NAME@sha256:..., or an image ID"),
+    (
+        "--image",
+        "linelist",
+        "image under test: NAME[:TAG], NAME@sha256:..., or an image ID; repeat it to test "
+        "several, each as ID=REF to name its test ids",
+    ),
+    (
+        "--family",
+        "string",
+        "the YAML file whose images: declares the family of images under test "
+        "(default: imagecheck.yaml beside the ini file, when it has images:)",
+    ),
     ("--build-context", "string", "build the image under test from this directory"),
     ("--dockerfile", "string", "the Dockerfile to build, or to check when testing --image"),
     ("--build-arg", "linelist", "KEY=VALUE build argument (repeatable)"),
@@ -47,7 +60,6 @@ _OPTIONS: list[tuple[str, IniType, str]] = [
 #: Options that take one value, where a repeat is an error, not a silent last-one-wins, and
 #: what to do instead.
 _ONCE = {
-    "--image": "a session tests one image; run pytest once per image",
     "--platform": "give it once, with the platforms as a list (linux/amd64,linux/arm64)",
 }
 
@@ -65,6 +77,15 @@ class _StoreOnce(argparse.Action):
         setattr(namespace, self.dest, values)
         given = getattr(namespace, f"{self.dest}_given", None) or []
         setattr(namespace, f"{self.dest}_given", [*given, values])
+
+
+#: Ini keys that are not the option's dest (plus "s" for a list): kept from before the option
+#: took a list.
+_INI_KEYS = {"--image": "imagecheck_image"}
+
+
+def _ini_key(option: str, kind: IniType) -> str:
+    return _INI_KEYS.get(option) or _dest(option) + ("s" if kind == "linelist" else "")
 
 
 def _dest(option: str) -> str:
@@ -86,7 +107,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(option, action="append", default=None, dest=dest, help=help_text)
         else:
             group.addoption(option, default=None, dest=dest, help=help_text)
-        parser.addini(dest + ("s" if kind == "linelist" else ""), help_text, type=kind)
+        parser.addini(_ini_key(option, kind), help_text, type=kind)
     parser.addini(
         "imagecheck_yaml",
         "file name patterns collected as criteria files",
@@ -101,6 +122,9 @@ class Settings:
 
     image: str | None = None
     build: BuildSpec | None = None
+    #: The images under test when there are several (or a family file declares them);
+    #: ``image`` and ``build`` are then None.
+    family: Family | None = None
     dockerfile: Path | None = None
     gpus: str | None = None
     keep_containers: bool = False
@@ -113,7 +137,7 @@ class Settings:
     @property
     def configured(self) -> bool:
         """Whether the run names an image to test or to build."""
-        return bool(self.image or self.build)
+        return bool(self.image or self.build or self.family)
 
 
 @dataclass(frozen=True)
@@ -139,7 +163,7 @@ def _setting(config: pytest.Config, option: str, kind: IniType) -> _Given:
         )
     if value is not None:
         return _Given(value, Path.cwd(), option, "where pytest runs")
-    key = dest + ("s" if kind == "linelist" else "")
+    key = _ini_key(option, kind)
     where = config.inipath.name if config.inipath else "the ini file"
     try:
         ini_value = config.getini(key)
@@ -169,9 +193,11 @@ def _resolve_settings(config: pytest.Config) -> Settings:
         given = values[option]
         return (given.base / given.value).resolve() if given.value else None
 
-    image = values["--image"].value
+    images: list[str] = values["--image"].value or []
+    family = _family(config, values, images)
+    image = images[0] if images and family is None else None
     if image:
-        _relabelled(values["--image"], "--image", check_reference)
+        _relabelled(dataclasses.replace(values["--image"], value=image), "--image", check_reference)
     gpus = values["--gpus"].value
     if gpus:
         _relabelled(values["--gpus"], "--gpus", parse_gpus)
@@ -194,7 +220,9 @@ def _resolve_settings(config: pytest.Config) -> Settings:
     if report is not None:
         _check_writable(values["--imagecheck-report"], report)
     build = None
-    if context is not None:
+    if family is not None:
+        family = _family_builds(family, values, build_args, platforms)
+    elif context is not None:
         build = BuildSpec(
             context=context,
             dockerfile=dockerfile,
@@ -214,6 +242,7 @@ def _resolve_settings(config: pytest.Config) -> Settings:
     return Settings(
         image=image,
         build=build,
+        family=family,
         dockerfile=dockerfile,
         gpus=gpus,
         keep_containers=bool(values["--keep-containers"].value),
@@ -222,6 +251,85 @@ def _resolve_settings(config: pytest.Config) -> Settings:
         report=report,
         platforms=platforms,
     )
+
+
+def _family(config: pytest.Config, values: dict[str, _Given], images: list[str]) -> Family | None:
+    """The family of images under test: the family file's, with ``--image`` given several
+    times added (``ID=REF`` with a member's id tests that reference as the member); None for
+    one image."""
+    given = values["--family"]
+    if given.value:
+        path = (given.base / given.value).resolve()
+        if not path.is_file():
+            problem = "is a directory" if path.is_dir() else "does not exist"
+            raise ImageCheckError(
+                f"{given.label} {given.value} {problem} ({path}): pass the YAML file that "
+                f"declares images:, relative to {given.relative_to}"
+            )
+        declared = load_family(path)
+        if declared is None:
+            raise ImageCheckError(
+                f"{given.label} {given.value} declares no images: add a top-level images: "
+                "mapping (see the README's Families section)"
+            )
+    else:
+        default = (config.inipath.parent if config.inipath else config.rootpath) / "imagecheck.yaml"
+        declared = load_family(default) if default.is_file() else None
+    label = values["--image"].label
+    if declared is None:
+        return family_from_refs(images, label) if len(images) > 1 else None
+    if not images:
+        return declared
+    if values["--build-context"].value or values["--target"].value or values["--dockerfile"].value:
+        return declared  # refused by _family_builds, which names the option
+    overrides = family_from_refs(images, label)
+    members = {member.id: member for member in declared.members}
+    source = declared.source.name if declared.source else "the family file"
+    for member in overrides.members:
+        explicit = any(text.startswith(f"{member.id}=") for text in images)
+        if member.id in members and not explicit:
+            raise ImageCheckError(
+                f"{member.where}, which the family in {source} declares too: write "
+                f"{label} {member.id}={member.ref} to test {member.ref} as that member, or "
+                f"{label} ID={member.ref} to add it under another id"
+            )
+        members[member.id] = member
+    merged = Family(tuple(members.values()), declared.source)
+    family_from_refs([f"{m.id}={m.tag}" for m in merged.members], label)  # ids and tags unique
+    return merged.checked()
+
+
+def _family_builds(
+    family: Family,
+    values: dict[str, _Given],
+    build_args: dict[str, str],
+    platforms: tuple[str, ...],
+) -> Family:
+    """The family with ``--build-arg`` and ``--platform`` applied to every member's build; the
+    options that describe one build are refused."""
+    for option in ("--build-context", "--dockerfile", "--target"):
+        given = values[option]
+        if given.value:
+            where = family.source.name if family.source else "--image given several times"
+            raise ImageCheckError(
+                f"{given.label} describes one build, but this session tests a family of "
+                f"images ({where}): declare each member's build under images: instead"
+            )
+    platform = single_platform(platforms)
+    members = tuple(
+        dataclasses.replace(
+            member,
+            build=dataclasses.replace(
+                member.build,
+                build_args={**member.build.build_args, **build_args},
+                platform=platform or member.build.platform,
+            ),
+        )
+        if member.build is not None
+        else member
+        for member in family.members
+    )
+    return Family(members, family.source).checked()
 
 
 def _check_file(given: _Given, path: Path) -> None:

@@ -80,7 +80,10 @@ class _XdistController:
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["imagecheck_session"] = self.state.session_id
-        node.workerinput["imagecheck_dist"] = node.config.getoption("dist", None)
+        dist = node.config.getoption("dist", None)
+        if dist == "load" and self.state.settings.family is not None:
+            dist = "member"  # plugin/family.py sends each member's tests to one worker
+        node.workerinput["imagecheck_dist"] = dist
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         output = getattr(node, "workeroutput", {}) or {}
