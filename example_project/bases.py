@@ -4,8 +4,11 @@ No public registry is reachable, so the base (a debootstrapped Debian with pytho
 ``tests/images.py``) is pushed to Debian's ``docker-registry`` on 127.0.0.1, started here when
 none answers. Prints the ``BASE_DIGEST`` build arg (``sha256:...``) on the last line.
 
-``bases.py --wheels`` also puts the real CUDA and torch wheels the ``cuda`` and ``cuda12``
-variants install into ``example_project/wheels/`` (downloaded once, from PyPI).
+It also puts the real wheels the ``cuda`` member installs into ``example_project/wheels/``
+(downloaded once, from PyPI, into the wheel cache of ``tests/wheels.py``): the CUDA 13.0
+runtime (2 MB) by default; with ``--wheels`` also torch 2.14.1+cu130 and the CUDA 12 pieces
+(about 600 MB), for ``scripts/run-example --cuda`` and ``--bad``. ``wheels/`` holds exactly
+those, so the build context sends no wheel the run does not install.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from pathlib import Path
 import yaml
 
 WHEELS = Path(__file__).resolve().parent / "wheels"
-#: The wheels of the cuda variant (CUDA 13.0 + torch cu130) and of cuda12 (CUDA 12 pieces).
+#: The wheel of the default cuda member (CUDA=runtime): the CUDA 13.0 runtime only.
+RUNTIME = ("nvidia-cuda-runtime==13.0.96",)
+#: With --wheels, also those of CUDA=torch (torch cu130) and CUDA=cuda12 (CUDA 12 pieces).
 REQUIREMENTS = (
-    "nvidia-cuda-runtime==13.0.96",
+    *RUNTIME,
     "torch==2.14.1",
     "nvidia-cuda-runtime-cu12==12.9.79",
     "nvidia-cuda-nvcc-cu12==12.9.86",
@@ -70,29 +75,34 @@ def start_registry() -> None:
     sys.exit(f"bases: the registry did not answer on {REGISTRY}; see {STORAGE / 'registry.log'}")
 
 
-def fetch_wheels() -> None:
-    """Link the variants' wheels into ``wheels/`` (the build context's bind-mounted folder)."""
+def fetch_wheels(requirements: tuple[str, ...]) -> None:
+    """Link the wheels of ``requirements`` into ``wheels/`` (the build context's bind-mounted
+    folder), and remove the others there."""
     from tests import wheels
 
     WHEELS.mkdir(exist_ok=True)
-    for requirement in REQUIREMENTS:
+    wanted: set[str] = set()
+    for requirement in requirements:
         print(f"bases: wheel {requirement}", file=sys.stderr)
         wheel = wheels.fetch(requirement)
+        wanted.add(wheel.name)
         target = WHEELS / wheel.name
         if not target.exists():
             try:
                 os.link(wheel, target)
             except OSError:
                 shutil.copy2(wheel, target)
+    for stale in WHEELS.glob("*.whl"):
+        if stale.name not in wanted:
+            stale.unlink()
 
 
 def main() -> None:
-    """Start the registry if needed, push the base, print its digest."""
+    """Link the wheels, start the registry if needed, push the base, print its digest."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests import images  # the same recipe the plugin's tests use
 
-    if "--wheels" in sys.argv[1:]:
-        fetch_wheels()
+    fetch_wheels(REQUIREMENTS if "--wheels" in sys.argv[1:] else RUNTIME)
 
     if not registry_answers():
         print(f"bases: starting a registry on {REGISTRY}", file=sys.stderr)

@@ -320,12 +320,13 @@ def _unique(members: list[Member], named: Callable[[Member], str]) -> Family:
     return Family(tuple(members))
 
 
-def load_family(path: Path) -> Family | None:
+def load_family(path: Path, *, if_declared: bool = False) -> Family | None:
     """The family declared under ``images:`` in the YAML file at ``path``, with its
     dependencies found; ``None`` when the file declares none.
 
     Raises :class:`FamilyError` (one line, ``file:line: what: fix``) for an invalid
-    declaration and for a cycle in the builds.
+    declaration and for a cycle in the builds. With ``if_declared``, a file that is not a
+    YAML mapping declares none (the criteria file it also is reports what is wrong with it).
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -336,7 +337,12 @@ def load_family(path: Path) -> Family | None:
     except UnicodeDecodeError:
         raise FamilyError(f"{path}: is not UTF-8 text: save it as UTF-8") from None
     try:
-        document = load_yaml(text)
+        try:
+            document = load_yaml(text)
+        except Invalid:
+            if if_declared:
+                return None
+            raise
         if not isinstance(document, YamlMapping) or "images" not in document:
             return None
         family = parse_images(document["images"], document.key_lines["images"], path)

@@ -60,7 +60,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from .text import shorten
@@ -70,6 +70,7 @@ __all__ = [
     "FORMAT",
     "OUTCOMES",
     "VERSION",
+    "FilesystemLayer",
     "ImageIdentity",
     "LayerRow",
     "MemberRow",
@@ -161,12 +162,21 @@ class LayerRow:
     instruction: str
 
 
+class FilesystemLayer(NamedTuple):
+    """One filesystem layer of an image: its diff ID, the bytes of its regular files, and
+    the index of the history step that made it (:class:`LayerRow`), None when unknown."""
+
+    diff_id: str
+    size: int
+    step: int | None
+
+
 @dataclass(frozen=True)
 class MemberRow:
     """One member of an image family, for the family table and chart.
 
-    ``image`` is None when no test read it; ``layer_bytes`` are its filesystem layers' bytes
-    by diff ID (base first) and ``wasted_bytes`` the bytes later layers overwrite or
+    ``image`` is None when no test read it; ``layer_bytes`` are its filesystem layers, base
+    first, and ``wasted_bytes`` the bytes later layers overwrite or
     delete, both None when its layers were not read; ``size_budget`` is the tightest total
     budget a size check of this member judged by.
     """
@@ -175,7 +185,7 @@ class MemberRow:
     requested_ref: str
     image: ImageIdentity | None
     layers: tuple[LayerRow, ...] = ()
-    layer_bytes: tuple[tuple[str, int], ...] | None = None
+    layer_bytes: tuple[FilesystemLayer, ...] | None = None
     wasted_bytes: int | None = None
     size_budget: int | None = None
 
@@ -194,9 +204,10 @@ def shared_bytes(member: MemberRow, members: Iterable[MemberRow]) -> int | None:
         diff_id
         for other in members
         if other.id != member.id
-        for diff_id, _ in (other.layer_bytes or ())
+        for diff_id, _, _ in (other.layer_bytes or ())
     }
-    return sum(size for diff_id, size in dict(member.layer_bytes).items() if diff_id in others)
+    sizes = {layer.diff_id: layer.size for layer in member.layer_bytes}
+    return sum(size for diff_id, size in sizes.items() if diff_id in others)
 
 
 @dataclass(frozen=True)
@@ -621,7 +632,7 @@ def _family_chart(data: ReportData) -> str:
             diff_id
             for other in members
             if other.id != member.id
-            for diff_id, _ in (other.layer_bytes or ())
+            for diff_id, _, _ in (other.layer_bytes or ())
         }
         shared_steps = _shared_steps(member, others)
         start = 0
@@ -684,15 +695,12 @@ def _family_chart(data: ReportData) -> str:
 
 
 def _shared_steps(member: MemberRow, others: set[str]) -> set[int]:
-    """The history steps of ``member`` whose filesystem layer another member has too: the
-    steps with bytes, in order, matched to the layers by diff ID, base first."""
-    if member.layer_bytes is None:
-        return set()
-    steps = [layer.index for layer in member.layers if layer.size > 0]
-    layers = [diff_id for diff_id, size in member.layer_bytes if size > 0]
-    if len(steps) != len(layers):
-        return set()
-    return {step for step, diff_id in zip(steps, layers, strict=True) if diff_id in others}
+    """The history steps of ``member`` whose filesystem layer another member has too."""
+    return {
+        layer.step
+        for layer in member.layer_bytes or ()
+        if layer.diff_id in others and layer.step is not None
+    }
 
 
 def _text(parent: ET.Element, x: float, y: float, text: str) -> ET.Element:

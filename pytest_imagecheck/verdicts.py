@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from .items import WAIVED
-from .report import ImageIdentity, LayerRow, Verdict
+from .report import FilesystemLayer, ImageIdentity, LayerRow, Verdict
 
 if TYPE_CHECKING:
     import pytest
@@ -69,12 +69,12 @@ class SeenImage:
     layers: tuple[LayerRow, ...]
     engine_version: str | None
     member: str | None = None
-    layer_bytes: tuple[tuple[str, int], ...] | None = None
+    layer_bytes: tuple[FilesystemLayer, ...] | None = None
     wasted_bytes: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values: ``{"identity": {...}, "layers": [[index, size, text]...],
-        "engine_version": ..., "member": ..., "layer_bytes": [[diff_id, bytes]...],
+        "engine_version": ..., "member": ..., "layer_bytes": [[diff_id, bytes, step]...],
         "wasted_bytes": ...}``."""
         return {
             "identity": dataclasses.asdict(self.identity),
@@ -83,7 +83,7 @@ class SeenImage:
             "member": self.member,
             "layer_bytes": None
             if self.layer_bytes is None
-            else [[diff_id, size] for diff_id, size in self.layer_bytes],
+            else [list(layer) for layer in self.layer_bytes],
             "wasted_bytes": self.wasted_bytes,
         }
 
@@ -99,7 +99,10 @@ class SeenImage:
             member=data.get("member"),
             layer_bytes=None
             if data.get("layer_bytes") is None
-            else tuple((str(d), int(size)) for d, size in data["layer_bytes"]),
+            else tuple(
+                FilesystemLayer(str(d), int(size), None if step is None else int(step))
+                for d, size, step in data["layer_bytes"]
+            ),
             wasted_bytes=data.get("wasted_bytes"),
         )
 
@@ -124,7 +127,7 @@ def seen_image(
         member=member,
         layer_bytes=None
         if layers is None
-        else tuple((layer.diff_id, layer.size) for layer in layers),
+        else tuple(FilesystemLayer(layer.diff_id, layer.size, layer.step) for layer in layers),
         wasted_bytes=None if layers is None else sum(f.size for f in wasted_files(layers)),
         identity=identity_of(image),
         layers=tuple(

@@ -290,10 +290,31 @@ CASES = [
         "known architecture: use OS/ARCH[/VARIANT], e.g. linux/amd64, linux/arm64 or linux/arm/v7",
     ),
     row(
-        "--image twice (a, then b)",
-        option("--image=imagecheck-test/a:1", "--image=imagecheck-test/b:1"),
-        "ERROR: --image was given 2 times (imagecheck-test/a:1, imagecheck-test/b:1): a session "
-        "tests one image; run pytest once per image",
+        "--image twice, one id",
+        option("--image=imagecheck-test/a:1", "--image=imagecheck-test/a:2"),
+        "ERROR: two members have the id a (--image imagecheck-test/a:1 gets the id a; --image "
+        "imagecheck-test/a:2 gets the id a): give them ids of their own, e.g. --image "
+        "a-2=imagecheck-test/a:2",
+    ),
+    row(
+        "--image twice, one reference",
+        option("--image=x=imagecheck-test/a:1", "--image=y=imagecheck-test/a:1"),
+        "ERROR: members x and y have the same tag imagecheck-test/a:1 (--image "
+        "x=imagecheck-test/a:1; --image y=imagecheck-test/a:1): each image needs its own tag, "
+        "or the second build replaces the first",
+    ),
+    row(
+        "--image twice with --build-context",
+        option("--image=imagecheck-test/a:1", "--image=imagecheck-test/b:1", "--build-context=."),
+        "ERROR: --build-context describes one build, but this session tests a family of images "
+        "(--image given several times): declare each member's build under images: instead",
+    ),
+    row(
+        "--image id that is not an id",
+        option("--image=a b=imagecheck-test/a:1", "--image=imagecheck-test/b:1"),
+        'ERROR: --image a b=imagecheck-test/a:1: member id "a b" is not a valid id: use '
+        "letters, digits, '_', '.' and '-', starting with a letter or digit (it becomes part of "
+        "test ids, like test_non_root[asr])",
     ),
     # Python tests: the test fails with the message, at the line that made the call.
     row(

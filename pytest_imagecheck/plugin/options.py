@@ -274,10 +274,11 @@ def _family(config: pytest.Config, values: dict[str, _Given], images: list[str])
             )
     else:
         default = (config.inipath.parent if config.inipath else config.rootpath) / "imagecheck.yaml"
-        declared = load_family(default) if default.is_file() else None
+        declared = load_family(default, if_declared=True) if default.is_file() else None
     label = values["--image"].label
     if declared is None:
-        return family_from_refs(images, label) if len(images) > 1 else None
+        several = len(images) > 1 or any("=" in image for image in images)
+        return family_from_refs(images, label) if several else None
     if not images:
         return declared
     if values["--build-context"].value or values["--target"].value or values["--dockerfile"].value:
