@@ -472,3 +472,21 @@ def test_bad_input_is_one_line_naming_the_input_and_the_fix(
         result.assert_outcomes(errors=1)
     else:
         result.assert_outcomes(failed=1)
+
+
+def test_every_check_hides_its_own_frames_from_a_failing_test() -> None:
+    """A failing ``assert_*`` in a Python test shows the test's line and the check's message,
+    never the check's body (pytest prints the frames of functions without
+    ``__tracebackhide__``)."""
+    import inspect
+
+    import pytest_imagecheck
+
+    checks = [name for name in pytest_imagecheck.__all__ if name.startswith("assert_")]
+    assert len(checks) >= 10
+    shown = [
+        name
+        for name in checks
+        if "__tracebackhide__ = True" not in inspect.getsource(getattr(pytest_imagecheck, name))
+    ]
+    assert shown == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -15,9 +16,11 @@ import pytest
 from pytest_imagecheck import Dockerfile, assert_base_images_pinned, assert_built_from
 from pytest_imagecheck import build as build_module
 from pytest_imagecheck.build import BuildSpec
+from pytest_imagecheck.dockerfile import FamilyBase, canonical_reference
 from pytest_imagecheck.engine import Engine
 from pytest_imagecheck.errors import BuildFailed, ImageCheckError
 from pytest_imagecheck.evidence import collecting
+from pytest_imagecheck.image import ImageUnderTest
 from pytest_imagecheck.platforms import engine_platform
 
 DIGEST = "sha256:" + "a" * 64
@@ -470,3 +473,55 @@ def test_from_flag_with_a_variable_fails_like_the_build(buildkit) -> None:
         buildkit(text, {"which": "tool\n"})
     with pytest.raises(AssertionError, match=r"Dockerfile:5 COPY --from=\$\{SOURCE\} cannot be"):
         assert_base_images_pinned(Dockerfile.from_string(text, build_platform="linux/amd64"))
+
+
+# Families: a FROM naming a member built in this session (inspect data only, no engine)
+
+
+def _image(ref: str, *layers: str) -> ImageUnderTest:
+    diff_ids = [f"sha256:{layer * 64}" for layer in layers]
+    return ImageUnderTest({"Id": f"sha256:{ref[-1] * 64}", "RootFS": {"Layers": diff_ids}}, [], ref)
+
+
+def _in_family(text: str, built: ImageUnderTest | None, **bases: ImageUnderTest | None) -> str:
+    dockerfile = dataclasses.replace(
+        Dockerfile.from_string(text, build_platform="linux/amd64"),
+        family_bases={
+            canonical_reference(tag): FamilyBase(f"member-{i}", tag, image)
+            for i, (tag, image) in enumerate(bases.items())
+        },
+        built_image=built,
+    )
+    try:
+        with collecting() as evidence:
+            assert_base_images_pinned(dockerfile)
+    except AssertionError as failure:
+        return str(failure)
+    return f"pass {evidence[0].facts.get('built_here')!s}"
+
+
+def test_from_on_a_member_built_here_passes_when_the_image_starts_with_its_layers() -> None:
+    base = _image("reg/base:ml", "a", "b")
+    text = "ARG REG=reg\nFROM ${REG}/base:ml AS runtime\nRUN true\n"
+    assert _in_family(text, _image("reg/app:1", "a", "b", "c"), **{"reg/base:ml": base}) == (
+        "pass ['reg/base:ml (member member-0)']"
+    )
+
+
+def test_from_on_a_member_built_here_fails_when_the_image_does_not_derive_from_it() -> None:
+    base = _image("reg/base:ml", "a", "b")
+    text = "FROM reg/base:ml\nRUN true\n"
+    assert _in_family(text, _image("reg/app:1", "a", "x", "c"), **{"reg/base:ml": base}) == (
+        "Dockerfile:1 FROM reg/base:ml is family member member-0, built in this session, but "
+        "image reg/app:1 does not start with its 2 layers: the build used another "
+        "reg/base:ml; rebuild it after member-0"
+    )
+
+
+def test_a_member_the_session_does_not_build_is_a_tag_like_any_other() -> None:
+    text = f"FROM reg/base:ml\nCOPY --from=python@{DIGEST} / /\n"
+    assert _in_family(text, _image("reg/app:1", "a"), **{"reg/base:ml": None}) == (
+        "Dockerfile:1 FROM reg/base:ml is not pinned by digest (the tag of family member "
+        "member-0, which this session does not build: a build pulls it from a registry): pin "
+        "it as NAME@sha256:<digest>"
+    )

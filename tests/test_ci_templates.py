@@ -1,4 +1,5 @@
-"""The ready-to-copy CI gates: well-formed, and running the command the README documents."""
+"""The ready-to-copy CI gates: well-formed, running the command the README documents, on the
+example project's image family."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ from typing import Any
 import pytest
 import yaml
 
+from pytest_imagecheck.family import load_family
+from pytest_imagecheck.spec import load_spec
+
 ROOT = Path(__file__).parent.parent
-CI = ROOT / "example_project" / "ci"
+EXAMPLE = ROOT / "example_project"
+CI = EXAMPLE / "ci"
+#: Run in a repository laid out like example_project/ (its tests under tests/acceptance).
 GATE = (
-    "pytest --build-context=. --image=autovoice:ci --junitxml=report.xml "
+    "pytest --family=imagecheck.yaml --junitxml=report.xml "
     "--imagecheck-report=imagecheck-report.md -o junit_logging=system-out tests/acceptance"
 )
 
@@ -51,6 +57,27 @@ def test_gitlab_job_runs_the_gate_and_keeps_reports_on_failure_too() -> None:
 def test_every_option_of_the_gate_is_one_pytest_accepts(pytester: pytest.Pytester) -> None:
     words = GATE.split()[1:]
     config = pytester.parseconfig(*words)
-    assert config.getoption("imagecheck_image") == "autovoice:ci"
+    assert config.getoption("imagecheck_family") == "imagecheck.yaml"
     assert config.getoption("imagecheck_report") == "imagecheck-report.md"
     assert config.getoption("xmlpath") == "report.xml"
+
+
+def test_the_gates_family_file_builds_the_services_after_their_base() -> None:
+    family = load_family(EXAMPLE / "imagecheck.yaml")
+    assert family is not None
+    assert family.ids == ["base", "cpu", "cuda"]
+    deps = family.dependencies()
+    assert {member: set(on) for member, on in deps.items()} == {
+        "base": set(),
+        "cpu": {"base"},
+        "cuda": {"base"},
+    }
+
+
+def test_the_example_criteria_judge_every_member_and_cuda_only_where_it_applies() -> None:
+    family = load_family(EXAMPLE / "imagecheck.yaml")
+    assert family is not None
+    criteria = load_spec(EXAMPLE / "tests" / "imagecheck.yaml", family.ids).criteria
+    assert {criterion.member for criterion in criteria} == set(family.ids)
+    assert [c.member for c in criteria if c.check == "cuda_torch"] == ["cuda"]
+    assert {c.member for c in criteria if c.check == "endpoint"} == {"cpu", "cuda"}

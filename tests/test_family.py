@@ -123,23 +123,43 @@ def test_chain_of_three_builds_in_dependency_order_and_judges_each_member(
     )
 
 
-def test_under_xdist_each_member_is_built_exactly_once(
+def test_under_xdist_each_member_is_built_exactly_once_and_tested_by_one_worker(
     pytester: pytest.Pytester, busybox: str, tags: dict[str, str]
 ) -> None:
     _chain(pytester.path, busybox, tags)
+    seen = pytester.path / "seen.txt"
     pytester.makepyfile(
-        test_family="""
+        test_family=f"""
+        import os
+
+        import pytest
+
         def test_a(image):
             assert image.id
 
-        def test_b(container):
+        def test_b(container, imagecheck_member):
             assert container.exec(["true"]).exit_code == 0
+            with open({str(seen)!r}, "a") as file:
+                file.write(imagecheck_member + " " + os.environ["PYTEST_XDIST_WORKER"] + "\\n")
+
+        @pytest.mark.parametrize("n", range(8))
+        def test_c(container, imagecheck_member, n):
+            with open({str(seen)!r}, "a") as file:
+                file.write(imagecheck_member + " " + os.environ["PYTEST_XDIST_WORKER"] + "\\n")
         """
     )
     result = pytester.runpytest_subprocess(*INNER, "-n", "2", "-v")
-    result.assert_outcomes(passed=11, failed=0)
+    result.assert_outcomes(passed=43, failed=0)
     output = result.stdout.str() + result.stderr.str()
     assert sorted(_built(output)) == ["base", "ml", "stage", "tool"]
+    workers: dict[str, set[str]] = {}
+    for line in seen.read_text().splitlines():
+        member, worker = line.split()
+        workers.setdefault(member, set()).add(worker)
+    # Each member's containers were started by one worker; both workers had members.
+    assert sorted(workers) == ["base", "ml", "stage", "tool"]
+    assert all(len(used) == 1 for used in workers.values()), workers
+    assert {worker for used in workers.values() for worker in used} == {"gw0", "gw1"}
 
 
 def test_failed_build_fails_its_member_and_leaves_its_dependents_not_verified(

@@ -511,6 +511,7 @@ def assert_cuda_torch_match(
     ``container`` started with GPUs must run a CUDA kernel with torch; one without GPUs skips
     that. The evidence (``cuda_torch``) says what was found where, and what was skipped why.
     """
+    __tracebackhide__ = True
     facts = image if isinstance(image, CudaFacts) else read_cuda_facts(image, container)
     found = static_findings(facts, cuda=cuda, torch=torch, strict_minor=strict_minor)
     evidence = _evidence(facts)

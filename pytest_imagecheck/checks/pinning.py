@@ -149,8 +149,6 @@ def _problem(dockerfile: Dockerfile, ref: BaseReference, platforms: list[str]) -
     where = f"{dockerfile.location(ref.instruction)} {ref.instruction.keyword}"
     on = f" on {', '.join(platforms)}" if platforms else ""
     member = dockerfile.family_base(ref.resolved)
-    if member is not None and member.image is not None:
-        return _not_derived(dockerfile, ref, member, where)
     notes = _arguments_note(dockerfile, ref.written)
     if member is not None:
         notes.append(
@@ -242,14 +240,21 @@ def assert_base_images_pinned(dockerfile: Dockerfile, *, allow: Iterable[str] = 
     exempt: list[str] = []
     used: list[str] = []
     here: list[str] = []
+    not_derived: list[str] = []
     for key in sorted(found):
         entries = found[key]
+        built_here = []
         for view, ref in entries:
             member = view.family_base(ref.resolved)
             if member is not None and member.image is not None and not ref.pinned:
                 here.append(f"{ref.resolved} (member {member.member})")
+                where = f"{view.location(ref.instruction)} {ref.instruction.keyword}"
+                built_here.append(_not_derived(view, ref, member, where))
             else:
                 used.append(ref.resolved or ref.written)
+        if len(built_here) == len(entries):
+            not_derived.extend(dict.fromkeys(p for p in built_here if p is not None))
+            continue
         if any(ref.written in allowed or ref.resolved in allowed for _, ref in entries):
             exempt.extend(ref.resolved or ref.written for _, ref in entries)
             continue
@@ -279,6 +284,9 @@ def assert_base_images_pinned(dockerfile: Dockerfile, *, allow: Iterable[str] = 
         platforms=platforms or "unknown",
     )
     shows = "docker inspect --format '{{index .RepoDigests 0}}' NAME shows it"
+    if not_derived:
+        rest = [*problems, "pin those as NAME@sha256:<digest>"] if problems else []
+        raise AssertionError("\n".join([*not_derived, *rest]))
     if len(problems) == 1:
         raise AssertionError(
             f"{problems[0]}; {shows}"
