@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common import BENCH, RESULTS, Run, Stats, child_env, machine, measure, pytest_argv
+from common import BENCH, REPO, RESULTS, Run, Stats, child_env, machine, measure, pytest_argv
 
 PREFIX = "imagecheck-bench/family-"
 BASE = f"{PREFIX}base:1"
@@ -134,6 +134,14 @@ def streamed_bytes(output: str) -> int | None:
     single-image session does not print it)."""
     found = _STREAMED.search(output)
     return int(found.group(1).replace(",", "")) if found else None
+
+
+def failure_line(output: str) -> str:
+    """The line that says why a pytest run failed: its last ``error:`` line (pytest's usage
+    errors end with the inifile and rootdir, which say nothing), else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line.lower()]
+    return (errors or lines or ["no output"])[-1]
 
 
 def ensure(client, *, progress=print) -> dict[str, dict]:
@@ -241,6 +249,9 @@ def _session(setup: Setup, name: str, args: list[str], env: dict[str, str]) -> S
             f"--imagecheck-report={report}",
         ),
         env={**env, "BENCH_BYTES_DIR": str(counts)},
+        # Not the repository: `python -m` puts the working directory first on sys.path, where
+        # it would shadow the source tree on PYTHONPATH (--against).
+        cwd=setup.folder,
     ).check()
     exports = [
         record["bytes"]
@@ -331,7 +342,7 @@ def run(client, repeat: int = 3, progress=print, against: Path | None = None) ->
         plugins = folder / "plugins"
         plugins.mkdir()
         (plugins / "imagecheck_bench_bytes.py").write_text(COUNTER)
-        setup = Setup(folder, child_env(PYTHONPATH=str(plugins)))
+        setup = Setup(folder, child_env(PYTHONPATH=f"{REPO}:{plugins}"))
         ways = modes(setup, family, setup.env)
         not_run: dict[str, str] = {}
         if against is not None:
@@ -350,8 +361,7 @@ def run(client, repeat: int = 3, progress=print, against: Path | None = None) ->
                 except RuntimeError as exc:
                     if against is None or not name.endswith(f", at {against.name}"):
                         raise
-                    last = [line for line in str(exc).splitlines() if line.strip()]
-                    not_run[name] = last[-1].strip() if last else str(exc).splitlines()[0]
+                    not_run[name] = failure_line(str(exc))
                     progress(f"  family: {name}: not run: {not_run[name]}")
                     continue
                 if round_:
@@ -390,11 +400,14 @@ def _mode_dict(runs: list[Mode]) -> dict:
         "bytes_counted": [m.counted for m in runs],
         "exports": [m.exports for m in runs],
         "bytes_each_session": [[s.counted for s in m.sessions] for m in runs],
+        "wall_each_session_s": [[round(s.run.wall, 3) for s in m.sessions] for m in runs],
         "plugin_line_bytes": [m.said for m in runs],
         "report_members": [
             {
-                key: member.get(key)
-                for key in ("id", "image", "size_bytes", "wasted_bytes", "shared_bytes", "summary")
+                "id": member.get("id"),
+                "ref": (member.get("image") or {}).get("ref"),
+                **{key: member.get(key) for key in ("size_bytes", "wasted_bytes", "shared_bytes")},
+                "summary": {k: v for k, v in (member.get("summary") or {}).items() if v},
             }
             for member in last.report.get("members", [])
         ],

@@ -218,7 +218,11 @@ def run(client, repeat: int = 1, progress=print, against: Path | None = None) ->
         progress(f"  {dive.line()}")
     image = ensure(client, progress=progress)
     names = ("save", "size_only", "suite", "dive") + (("suite_against",) if against else ())
-    against_env = child_env(PYTHONPATH=str(against.resolve())) if against is not None else None
+    against_env = (
+        child_env(PYTHONPATH=str(against.resolve()), PYTHONSAFEPATH="1")
+        if against is not None
+        else None
+    )
     results: dict[str, list[Measured]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(repeat):

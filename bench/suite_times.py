@@ -121,7 +121,7 @@ def run(client, repeat: int = 5, progress=print, against: Path | None = None) ->
     if against is not None:
         name = f"plugin at {against.name}"
         runs[name] = pytest_argv(*PLUGIN_ARGS)
-        envs[name] = child_env(PYTHONPATH=str(against.resolve()))
+        envs[name] = child_env(PYTHONPATH=str(against.resolve()), PYTHONSAFEPATH="1")
     # Extra plugin variants, measured as often as the main ones.
     extras = {
         "plugin, every plugin installed here": (

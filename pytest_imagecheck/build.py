@@ -287,6 +287,19 @@ def _build_with_cli(
         return iidfile.read_text().strip()
 
 
+#: The build processes running now, in any thread: :func:`stop_builds` stops them.
+_RUNNING: set[subprocess.Popen[str]] = set()
+
+
+def stop_builds() -> None:
+    """Stop every build this process runs now (in other threads too): a build runs in a
+    thread of its own when several build side by side, and an interrupt reaches only the
+    main thread."""
+    for proc in list(_RUNNING):
+        with contextlib.suppress(OSError):
+            proc.terminate()
+
+
 @contextlib.contextmanager
 def _process(argv: list[str], env: Mapping[str, str]) -> Iterator[subprocess.Popen[str]]:
     """Run ``argv`` (never through a shell); stop it if we are interrupted."""
@@ -299,9 +312,11 @@ def _process(argv: list[str], env: Mapping[str, str]) -> Iterator[subprocess.Pop
         errors="replace",
         env=dict(env),
     )
+    _RUNNING.add(proc)
     try:
         yield proc
     finally:
+        _RUNNING.discard(proc)
         if proc.poll() is None:
             proc.terminate()
             try:

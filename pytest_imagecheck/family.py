@@ -43,7 +43,7 @@ from filelock import FileLock
 from .build import BuildSpec, parse_build_arg
 from .dockerfile import canonical_reference
 from .engine import check_reference, shared_keeps
-from .errors import BuildFailed, ImageCheckError
+from .errors import BuildFailed, ImageCheckError, ImageNotFound
 from .kinds import Invalid, shown
 from .layers import KeepContent, LayerContents, LayerPool, read_saved_images
 from .yamlfile import YamlMapping, load_yaml
@@ -294,30 +294,32 @@ def family_from_refs(given: Sequence[str], where: str = "--image") -> Family:
         except ImageCheckError as exc:
             raise FamilyError(str(exc).replace("--image", where, 1)) from None
         members.append(Member(member_id, ref, where=how))
-    return _unique(members, lambda m: m.where)
+    return unique_members(members)
 
 
-def _unique(members: list[Member], named: Callable[[Member], str]) -> Family:
+def unique_members(members: list[Member], source: Path | None = None) -> Family:
+    """The family of ``members``; two with one id or one tag are an error naming where each
+    was declared (``where``)."""
     by_id: dict[str, Member] = {}
     by_tag: dict[str, Member] = {}
     for member in members:
         if member.id in by_id:
             other = by_id[member.id]
             raise FamilyError(
-                f"two members have the id {member.id} ({named(other)}; {named(member)}): "
+                f"two members have the id {member.id} ({other.where}; {member.where}): "
                 f"give them ids of their own, e.g. --image {member.id}-2={member.tag}"
             )
         tag = canonical_reference(member.tag)
         if tag in by_tag:
             other = by_tag[tag]
+            replaces = ", or the second build replaces the first" if member.build else ""
             raise FamilyError(
                 f"members {other.id} and {member.id} have the same tag {member.tag} "
-                f"({named(other)}; {named(member)}): each image needs its own tag, or the "
-                "second build replaces the first"
+                f"({other.where}; {member.where}): each member needs a tag of its own{replaces}"
             )
         by_id[member.id] = member
         by_tag[tag] = member
-    return Family(tuple(members))
+    return Family(tuple(members), source)
 
 
 def load_family(path: Path, *, if_declared: bool = False) -> Family | None:
@@ -374,13 +376,19 @@ def parse_images(node: Any, line: int, path: Path) -> Family:
     members: list[Member] = []
     for member_id, value in node.items():
         key_line = node.key_lines[member_id]
-        if not isinstance(member_id, str) or not MEMBER_ID.fullmatch(member_id):
+        if not isinstance(member_id, str):
+            raise Invalid(
+                f"member id {shown(member_id)} is read by YAML as a number or a boolean, not "
+                'text: quote it (e.g. "1": or "on":)',
+                key_line,
+            )
+        if not MEMBER_ID.fullmatch(member_id):
             raise Invalid(
                 f"member id {shown(member_id)} is not a valid id: use {_ID_FORM}", key_line
             )
         members.append(_member(member_id, value, key_line, here, _shown_path(path)))
     try:
-        return Family(_unique(members, lambda m: m.where).members, path)
+        return unique_members(members, path)
     except FamilyError as exc:
         raise Invalid(str(exc), line) from None
 
@@ -424,6 +432,12 @@ def _member(member_id: str, value: Any, line: int, here: Path, file: str) -> Mem
         if ref is None:
             raise Invalid(f"{member_id}: give image (a reference to test), build, or both", line)
         return Member(member_id, ref, where=where)
+    if ref is not None and "@" in ref:
+        raise Invalid(
+            f"{member_id}.image: {ref} names a digest, but a build gets a tag: give a tag like "
+            "app:ci, or remove build: to test the image pinned by that digest",
+            lines["image"],
+        )
     build = _build(member_id, value_map["build"], lines["build"], here, ref)
     return Member(member_id, None, build, where=where)
 
@@ -508,28 +522,25 @@ def build_family(
     build: Callable[[Member], str],
     *,
     parallel: int = 2,
+    stop: Callable[[], None] = lambda: None,
 ) -> dict[str, BuildOutcome]:
     """Build the ``wanted`` members and what they build on, each after its dependencies, up to
     ``parallel`` at once; return each member's outcome.
 
-    ``build(member)`` returns the image ID, or raises :class:`ImageCheckError` with the
-    failure, which becomes that member's ``failure``; members that build on it, directly or
-    not, are not built (``blocked_by``). Members without a build are tested as they are.
+    ``build(member)`` returns the member's image ID: it builds a member with a build, and
+    finds a member given by reference on the engine. It raises :class:`ImageCheckError` with
+    the failure, which becomes that member's ``failure``; members that build on it, directly
+    or not, are not built (``blocked_by``). An interrupt (Ctrl-C, SIGTERM) calls ``stop``,
+    which stops the builds running in other threads, and is raised again.
     """
     needed = family.with_dependencies(wanted, deps)
     outcomes: dict[str, BuildOutcome] = {}
     running: dict[Future[str], str] = {}
-    seen = [0]
-
-    def progressed(now: Mapping[str, BuildOutcome]) -> bool:
-        moved = len(now) > seen[0]
-        seen[0] = len(now)
-        return moved
-
-    with ThreadPoolExecutor(
-        max_workers=max(1, parallel), thread_name_prefix="imagecheck-build"
-    ) as pool:
+    workers = max(1, parallel)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagecheck-build")
+    try:
         while len(outcomes) < len(needed):
+            before = len(outcomes)
             for member_id in needed:
                 if member_id in outcomes or member_id in running.values():
                     continue
@@ -540,14 +551,10 @@ def build_family(
                 if failed is not None:
                     root = outcomes[failed].blocked_by or failed
                     outcomes[member_id] = BuildOutcome(member_id, blocked_by=root)
-                elif all(d in outcomes for d in member_deps):
-                    member = family[member_id]
-                    if member.build is None:
-                        outcomes[member_id] = BuildOutcome(member_id)
-                    elif len(running) < max(1, parallel):
-                        running[pool.submit(build, member)] = member_id
+                elif all(d in outcomes for d in member_deps) and len(running) < workers:
+                    running[pool.submit(build, family[member_id])] = member_id
             if not running:
-                if len(outcomes) < len(needed) and not progressed(outcomes):
+                if len(outcomes) == before:  # defensive: dependencies() refuses cycles
                     raise FamilyError(f"the builds of {', '.join(needed)} cannot be ordered")
                 continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -557,7 +564,16 @@ def build_family(
                     outcomes[member_id] = BuildOutcome(member_id, image_id=future.result())
                 except ImageCheckError as exc:
                     outcomes[member_id] = BuildOutcome(member_id, failure=str(exc))
+    except BaseException:
+        stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return {m: outcomes[m] for m in needed}
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 class MemberNotBuilt(ImageCheckError):
@@ -596,18 +612,26 @@ class FamilyRun:
     def outcomes(self) -> dict[str, BuildOutcome]:
         """Each needed member's build outcome; the builds run on the first call."""
         if self._outcomes is None:
+            from .build import stop_builds
+
             deps = self.family.dependencies(self.engine.platform)
-            order = self.family.with_dependencies(self.wanted, deps)
-            if any(self.family[m].build is not None for m in order):
-                self.progress(f"building the family: {', '.join(self.family.order(deps))}")
-            self._outcomes = build_family(self.family, self.wanted, deps, self._build)
+            needed = self.family.with_dependencies(self.wanted, deps)
+            builds = [m for m in self.family.order(deps) if m in needed and self.family[m].build]
+            if builds:
+                self.progress(
+                    f"building {_count(len(builds), 'member')} in order: {', '.join(builds)}"
+                )
+            self._outcomes = build_family(
+                self.family, self.wanted, deps, self._build, stop=stop_builds
+            )
         return self._outcomes
 
     def _build(self, member: Member) -> str:
         from .build import build_image, build_once
 
         spec = member.build
-        assert spec is not None  # build_family builds only members with a build
+        if spec is None:
+            return self._find(member).id
 
         def progress(line: str) -> None:
             self.progress(f"[{member.id}] {line}")
@@ -635,20 +659,33 @@ class FamilyRun:
         blocked = self.not_built(member_id)
         if blocked is not None:
             raise MemberNotBuilt(blocked)
-        image = self.engine.image(outcome.image_id or member.tag)
+        image = self.engine.image(outcome.image_id) if outcome.image_id else self._find(member)
         found = dataclasses.replace(image, ref=member.tag, layer_pool=self._layer_pool())
         self._images[member_id] = found
         return found
 
+    def _find(self, member: Member) -> ImageUnderTest:
+        """A member given by reference, as the engine has it."""
+        try:
+            return self.engine.image(member.tag)
+        except ImageNotFound:
+            where = f"in {self.family.source.name}" if self.family.source else ""
+            raise ImageNotFound(
+                f"image {member.tag!r} of member {member.id} is not on the engine: build or "
+                f"pull it first, or give the member a build: {where}".rstrip()
+            ) from None
+
     def not_built(self, member_id: str) -> str | None:
-        """Why ``member_id`` was not built (a member it builds on failed to), or None."""
+        """Why ``member_id`` was not built (a member it builds on failed to build, or is not
+        on the engine), or None."""
         outcome = self.outcomes().get(member_id)
         if outcome is None or outcome.blocked_by is None:
             return None
         failed = self.family[outcome.blocked_by]
+        what = "whose build failed" if failed.build else "which is not on the engine"
         return (
-            f"not built: it builds on member {failed.id} ({failed.tag}), whose build failed; "
-            f"fix {failed.id}'s build (its tests say why)"
+            f"not built: it builds on member {failed.id} ({failed.tag}), {what}; fix "
+            f"{failed.id} first (its tests say why)"
         )
 
     def _layer_pool(self) -> LayerPool:
@@ -672,7 +709,7 @@ class FamilyRun:
                 with record.open("rb") as file:
                     loaded: dict[str, list[LayerContents]] = pickle.load(file)
                 return loaded
-            self.progress(f"reading the layers of {len(images)} images in one stream")
+            self.progress(f"reading the layers of {_count(len(images), 'image')} in one stream")
             read = read_saved_images(self.engine.save(*images), images, keep)
             with record.open("wb") as file:
                 pickle.dump(read, file, protocol=pickle.HIGHEST_PROTOCOL)

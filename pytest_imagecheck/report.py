@@ -197,7 +197,8 @@ class MemberRow:
 
 def shared_bytes(member: MemberRow, members: Iterable[MemberRow]) -> int | None:
     """Bytes of ``member``'s filesystem layers that another of ``members`` has too (by diff
-    ID); None when its layers were not read."""
+    ID), each counted as its history step's size (as the Size column and the chart count
+    it); None when its layers were not read."""
     if member.layer_bytes is None:
         return None
     others = {
@@ -206,7 +207,11 @@ def shared_bytes(member: MemberRow, members: Iterable[MemberRow]) -> int | None:
         if other.id != member.id
         for diff_id, _, _ in (other.layer_bytes or ())
     }
-    sizes = {layer.diff_id: layer.size for layer in member.layer_bytes}
+    steps = {row.index: row.size for row in member.layers}
+    sizes = {
+        layer.diff_id: steps.get(layer.step, layer.size) if layer.step is not None else layer.size
+        for layer in member.layer_bytes
+    }
     return sum(size for diff_id, size in sizes.items() if diff_id in others)
 
 
@@ -411,20 +416,24 @@ def _family_table(data: ReportData) -> list[str]:
                 str(counts["skipped"]),
             )
         )
-    return _table(
-        (
-            "Member",
-            "Image",
-            "Size",
-            "Largest layer",
-            "Wasted",
-            "Shared with other members",
-            "PASS",
-            "FAIL",
-            "NOT VERIFIED",
+    return [
+        *_table(
+            (
+                "Member",
+                "Image",
+                "Size",
+                "Largest layer",
+                "Wasted",
+                "Shared with other members",
+                "PASS",
+                "FAIL or ERROR",
+                "NOT VERIFIED",
+            ),
+            rows,
         ),
-        rows,
-    )
+        "",
+        "Shared: the bytes of layers that another member inspected in this session has too.",
+    ]
 
 
 def _summary(verdicts: tuple[Verdict, ...]) -> str:

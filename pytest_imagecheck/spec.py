@@ -319,11 +319,21 @@ def _per_member(item: Any, line: int, here: Path, members: Sequence[str] | None)
         if member in overrides:
             merged.update(overrides[member])
             merged.key_lines.update(overrides[member].key_lines)
-        found.append(dataclasses.replace(_criterion(merged, line, here), member=member))
+        try:
+            criterion = _criterion(merged, line, here)
+        except Invalid as exc:
+            raise Invalid(f"for member {member}: {exc.message}", exc.line) from None
+        found.append(dataclasses.replace(criterion, member=member))
     return found
 
 
 def _member_ids(value: Any, line: int, members: Sequence[str], key: str) -> list[str]:
+    if isinstance(value, list) and any(isinstance(v, (bool, int, float)) for v in value):
+        raise Invalid(
+            f"{key}: {shown(value)} has ids that YAML reads as numbers or booleans: quote them, "
+            f'e.g. ["1", "on"]',
+            line,
+        )
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise Invalid(
             f"{key}: expected a list of member ids like [{members[0]}], got {shown(value)}", line

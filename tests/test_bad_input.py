@@ -300,8 +300,8 @@ CASES = [
         "--image twice, one reference",
         option("--image=x=imagecheck-test/a:1", "--image=y=imagecheck-test/a:1"),
         "ERROR: members x and y have the same tag imagecheck-test/a:1 (--image "
-        "x=imagecheck-test/a:1; --image y=imagecheck-test/a:1): each image needs its own tag, "
-        "or the second build replaces the first",
+        "x=imagecheck-test/a:1; --image y=imagecheck-test/a:1): each member needs a tag of its "
+        "own",
     ),
     row(
         "--image twice with --build-context",

@@ -156,3 +156,18 @@ def test_family_bench_family_file_lists_every_member_by_reference(bench) -> None
         "  base: imagecheck-bench/family-base:1",
         "  stage1: imagecheck-bench/family-stage1:1",
     ]
+
+
+def test_family_bench_says_why_a_run_failed_with_the_error_line_not_the_rootdir(bench) -> None:
+    import family
+
+    output = (
+        "python -m pytest --family=f.yaml exited with 4:\n\n"
+        "ERROR: usage: __main__.py [options] [file_or_dir] [file_or_dir] [...]\n"
+        "__main__.py: error: unrecognized arguments: --family=/tmp/x/family.yaml\n"
+        "  inifile: /tmp/x/pytest.ini\n  rootdir: /tmp/x\n"
+    )
+    assert family.failure_line(output) == (
+        "__main__.py: error: unrecognized arguments: --family=/tmp/x/family.yaml"
+    )
+    assert family.failure_line("1 failed in 2.00s\n\n") == "1 failed in 2.00s"

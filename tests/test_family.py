@@ -8,6 +8,9 @@ import contextlib
 import json
 import re
 import secrets
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,7 +181,7 @@ def test_failed_build_fails_its_member_and_leaves_its_dependents_not_verified(
     assert "member base: building " in output and "RUN mkdir -p /opt/base" in output
     assert (
         f"member stage: not built: it builds on member base ({tags['base']}), whose build "
-        "failed; fix base's build (its tests say why)" in output
+        "failed; fix base first (its tests say why)" in output
     )
     report = (pytester.path / "r.json").read_text()
     assert '"skipped": 2' in report  # the stage member's summary in the family table
@@ -304,7 +307,7 @@ def test_a_member_tested_by_reference_is_a_tag_to_pin(
             "  a: {image: 'x/a:1', build: a}\n  b: {image: 'x/a:1', build: b}\n",
             (),
             "ERROR: imagecheck.yaml:1: members a and b have the same tag x/a:1 "
-            "(imagecheck.yaml:2; imagecheck.yaml:3): each image needs its own tag, or the "
+            "(imagecheck.yaml:2; imagecheck.yaml:3): each member needs a tag of its own, or the "
             "second build replaces the first",
             id="two members with one tag",
         ),
@@ -363,7 +366,7 @@ def test_bad_family_is_one_line(
         ),
         pytest.param(
             "  - check: size\n    per_image: {a: {total: 1XB}}\n",
-            'imagecheck.yaml:6: total: bad size "1XB"',
+            'imagecheck.yaml:6: for member a: total: bad size "1XB"',
             id="bad value in per_image",
         ),
     ],
@@ -408,3 +411,119 @@ def test_family_criteria_in_another_file_than_the_family_file_are_refused(
             "session)"
         ]
     )
+
+
+def test_dependents_of_a_member_missing_from_the_engine_are_not_verified(
+    pytester: pytest.Pytester, busybox: str, tags: dict[str, str]
+) -> None:
+    _chain(pytester.path, busybox, tags)
+    pytester.makepyfile(test_family="def test_a(image):\n    assert image.id\n")
+    missing = tags["ml"]  # given by reference (not built), and not on the engine
+    result = pytester.runpytest(
+        *INNER, f"--image=ml={missing}", "-rs", "--imagecheck-report=r.json"
+    )
+    outcomes = _outcomes(pytester.path / "r.json")
+    assert outcomes["test_a[ml]"] == "error"
+    assert outcomes["test_a[stage]"] == "skipped"
+    assert outcomes["test_a[base]"] == outcomes["test_a[tool]"] == "passed"
+    output = result.stdout.str()
+    assert (
+        f"member ml: image '{missing}' of member ml is not on the engine: build or pull it "
+        "first, or give the member a build: in imagecheck.yaml" in output
+    )
+    assert (
+        f"member stage: not built: it builds on member ml ({missing}), which is not on the "
+        "engine; fix ml first (its tests say why)" in output
+    )
+    assert "stage" not in _built(output)
+
+
+def test_images_marker_where_it_cannot_apply_is_a_collection_error(
+    pytester: pytest.Pytester, sample_image: str
+) -> None:
+    pytester.makepyfile(
+        "import pytest\n@pytest.mark.images('cuda')\ndef test_cuda(image):\n    pass\n"
+    )
+    result = pytester.runpytest(*INNER, f"--image={sample_image}", "--collect-only")
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_cuda: @pytest.mark.images names family members, but this session tests "
+            "one image: declare the family under images: (or give --image several times), or "
+            "remove the marker"
+        ]
+    )
+    (pytester.path / "imagecheck.yaml").write_text("images:\n  cuda: x/cuda:1\n")
+    pytester.makepyfile("import pytest\n@pytest.mark.images('cuda')\ndef test_plain():\n    pass\n")
+    result = pytester.runpytest(*INNER, "--collect-only")
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_plain: @pytest.mark.images names family members, but the test uses no "
+            "fixture that follows the member (image, container, run_container, dockerfile): "
+            "use one, or remove the marker"
+        ]
+    )
+
+
+def test_stopping_the_session_stops_the_family_builds(
+    pytester: pytest.Pytester, busybox: str, tags: dict[str, str], client: docker.DockerClient
+) -> None:
+    # Two members build side by side, so each build runs in a thread of its own: SIGTERM
+    # reaches only the main thread.
+    for name in ("cpu", "cuda"):
+        (pytester.path / name).mkdir()
+        (pytester.path / name / "Dockerfile").write_text(
+            f"FROM {busybox}\nRUN echo {secrets.token_hex(8)} && sleep 25\n"
+        )
+    (pytester.path / "imagecheck.yaml").write_text(
+        f"images:\n  cpu: {{image: '{tags['cpu']}', build: cpu}}\n"
+        f"  cuda: {{image: '{tags['cuda']}', build: cuda}}\n"
+    )
+    pytester.makepyfile(test_family="def test_a(image):\n    pass\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *INNER, "-s"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    running = 0
+    for line in proc.stdout:
+        running += "&& sleep 25" in line
+        if running == 2:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    # Had the builds gone on, their processes would still run, and tag the images.
+    builds = subprocess.run(["pgrep", "-f", f"-t {tags['cpu']}"], capture_output=True, text=True)
+    assert builds.stdout == ""
+    for name in ("cpu", "cuda"):
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(tags[name])
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        pytest.param(
+            "  1: x/a:1\n",
+            "imagecheck.yaml:2: member id 1 is read by YAML as a number or a boolean, not text: "
+            'quote it (e.g. "1": or "on":)',
+            id="unquoted number id",
+        ),
+        pytest.param(
+            "  a: {image: 'x/a@sha256:" + "0" * 64 + "', build: .}\n",
+            "imagecheck.yaml:2: a.image: x/a@sha256:" + "0" * 64 + " names a digest, but a "
+            "build gets a tag: give a tag like app:ci, or remove build: to test the image pinned "
+            "by that digest",
+            id="digest as a build's tag",
+        ),
+    ],
+)
+def test_member_declaration_mistakes_say_how_to_write_it(
+    pytester: pytest.Pytester, images: str, message: str
+) -> None:
+    (pytester.path / "Dockerfile").write_text("FROM scratch\n")
+    (pytester.path / "imagecheck.yaml").write_text(f"images:\n{images}")
+    result = pytester.runpytest(*INNER)
+    assert [line for line in result.stderr.lines if line] == [f"ERROR: {message}"]

@@ -61,12 +61,24 @@ def selected_members(family: Family, marker: pytest.Mark | None, where: str) -> 
 @pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize every test that uses the image under test over the family's members
-    (first, so the member id leads the test id)."""
+    (first, so the member id leads the test id). A test marked ``images`` that would not run
+    per member is a collection error: it would judge an image the marker does not name."""
     family = family_of(metafunc.config)
-    if family is None or MEMBER_FIXTURE not in metafunc.fixturenames:
-        return
+    marker = metafunc.definition.get_closest_marker("images")
     where = metafunc.definition.nodeid
-    members = selected_members(family, metafunc.definition.get_closest_marker("images"), where)
+    follows = MEMBER_FIXTURE in metafunc.fixturenames
+    if marker is not None and (family is None or not follows):
+        why = (
+            "this session tests one image: declare the family under images: (or give --image "
+            "several times), or remove the marker"
+            if family is None
+            else "the test uses no fixture that follows the member (image, container, "
+            "run_container, dockerfile): use one, or remove the marker"
+        )
+        pytest.fail(f"{where}: @pytest.mark.images names family members, but {why}", pytrace=False)
+    if family is None or not follows:
+        return
+    members = selected_members(family, marker, where)
     metafunc.parametrize(MEMBER_FIXTURE, members, indirect=True, scope="session", ids=members)
 
 

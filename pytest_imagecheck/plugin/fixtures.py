@@ -135,7 +135,8 @@ def image(
         ("created", found.created),
         ("architecture", found.architecture),
     ):
-        record_testsuite_property(f"{prefix}.{name}", value)
+        if value is not None:
+            record_testsuite_property(f"{prefix}.{name}", value)
     return found
 
 

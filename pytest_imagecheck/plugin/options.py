@@ -16,7 +16,7 @@ import pytest
 from ..build import BuildSpec, parse_build_arg, single_platform
 from ..engine import check_reference, parse_gpus
 from ..errors import ImageCheckError
-from ..family import Family, family_from_refs, load_family
+from ..family import Family, family_from_refs, load_family, unique_members
 from ..platforms import parse_platforms
 
 SETTINGS = pytest.StashKey["Settings"]()
@@ -295,9 +295,7 @@ def _family(config: pytest.Config, values: dict[str, _Given], images: list[str])
                 f"{label} ID={member.ref} to add it under another id"
             )
         members[member.id] = member
-    merged = Family(tuple(members.values()), declared.source)
-    family_from_refs([f"{m.id}={m.tag}" for m in merged.members], label)  # ids and tags unique
-    return merged.checked()
+    return unique_members(list(members.values()), declared.source).checked()
 
 
 def _family_builds(
