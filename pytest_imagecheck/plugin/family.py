@@ -146,6 +146,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         output["imagecheck_bytes_streamed"] = run.engine.bytes_streamed
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown without xdist
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """Add up what the workers streamed (only the xdist controller calls this hook)."""
     streamed = (getattr(node, "workeroutput", {}) or {}).get("imagecheck_bytes_streamed")
