@@ -34,7 +34,7 @@ import pickle
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,9 +128,6 @@ class Family:
 
     members: tuple[Member, ...]
     source: Path | None = None
-    #: Each member's dependencies as found by :meth:`dependencies` without an engine:
-    #: filled by :func:`load_family` and :meth:`checked`.
-    _deps: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False)
 
     @property
     def ids(self) -> list[str]:
@@ -218,8 +215,10 @@ class Family:
         return [m for m in self.ids if m in needed]
 
     def checked(self) -> Family:
-        """This family, with its dependencies found without an engine (cycles refused)."""
-        return Family(self.members, self.source, self.dependencies())
+        """This family, once its dependencies, found without an engine, have no cycle (the
+        builds find them again with the engine's platform): raises :class:`FamilyError`."""
+        self.dependencies()
+        return self
 
 
 def _check_acyclic(family: Family, deps: Mapping[str, Mapping[str, str]]) -> None:

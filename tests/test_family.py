@@ -527,3 +527,55 @@ def test_member_declaration_mistakes_say_how_to_write_it(
     (pytester.path / "imagecheck.yaml").write_text(f"images:\n{images}")
     result = pytester.runpytest(*INNER)
     assert [line for line in result.stderr.lines if line] == [f"ERROR: {message}"]
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    [
+        "ARG REGISTRY=reg.example\nFROM ${REGISTRY}/app-base:cuda\n",
+        "ARG B\nFROM ${B:-reg.example/app-base:cuda} AS x\nFROM x\n",
+        "from reg.example/app-base:cuda as Build\nFROM scratch\nCOPY --from=build / /\n",
+        "FROM scratch\nCOPY --from=reg.example/app-base:cuda /x /x\n",
+        "FROM scratch\nRUN --mount=type=bind,from=reg.example/app-base:cuda,target=/t true\n",
+        "FROM docker.io/library/python:latest\n",
+    ],
+    ids=[
+        "arg default",
+        "arg fallback and stage",
+        "lowercase and stage",
+        "copy --from",
+        "mount from",
+        "canonical names",
+    ],
+)
+def test_dependencies_follow_args_stages_and_from_flags(tmp_path: Path, dockerfile: str) -> None:
+    from pytest_imagecheck.family import load_family
+
+    for name, text in (("base", "FROM scratch\n"), ("app", dockerfile)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "Dockerfile").write_text(text)
+    (tmp_path / "imagecheck.yaml").write_text(
+        "images:\n  app: {image: 'app:1', build: app}\n"
+        "  base: {image: 'reg.example/app-base:cuda', build: base}\n"
+        "  py: {image: 'python', build: base}\n"
+    )
+    family = load_family(tmp_path / "imagecheck.yaml")
+    assert family is not None
+    deps = family.dependencies("linux/amd64")
+    expected = "py" if "python" in dockerfile else "base"
+    assert list(deps["app"]) == [expected]
+    assert family.order(deps).index(expected) < family.order(deps).index("app")
+
+
+def test_a_stage_the_target_does_not_use_makes_no_dependency(tmp_path: Path) -> None:
+    from pytest_imagecheck.family import load_family
+
+    (tmp_path / "Dockerfile").write_text(
+        "FROM reg.example/app-base:cuda AS gpu\nFROM scratch AS cpu\n"
+    )
+    (tmp_path / "imagecheck.yaml").write_text(
+        "images:\n  cpu: {image: 'app:cpu', build: {context: ., target: cpu}}\n"
+        "  base: reg.example/app-base:cuda\n"
+    )
+    family = load_family(tmp_path / "imagecheck.yaml")
+    assert family is not None and family.dependencies("linux/amd64")["cpu"] == {}
