@@ -201,18 +201,23 @@ def shared_bytes(member: MemberRow, members: Iterable[MemberRow]) -> int | None:
     it); None when its layers were not read."""
     if member.layer_bytes is None:
         return None
-    others = {
-        diff_id
-        for other in members
-        if other.id != member.id
-        for diff_id, _, _ in (other.layer_bytes or ())
-    }
+    others = _layers_of_others(member, members)
     steps = {row.index: row.size for row in member.layers}
     sizes = {
         layer.diff_id: steps.get(layer.step, layer.size) if layer.step is not None else layer.size
         for layer in member.layer_bytes
     }
     return sum(size for diff_id, size in sizes.items() if diff_id in others)
+
+
+def _layers_of_others(member: MemberRow, members: Iterable[MemberRow]) -> set[str]:
+    """The diff IDs of the layers the other ``members`` read have."""
+    return {
+        layer.diff_id
+        for other in members
+        if other.id != member.id
+        for layer in other.layer_bytes or ()
+    }
 
 
 @dataclass(frozen=True)
@@ -539,17 +544,7 @@ def _layer_chart(data: ReportData) -> str:
     bottom = _TOP + len(layers) * _ROW
     height = bottom + 24
 
-    svg = ET.Element(
-        "svg",
-        {
-            "xmlns": _SVG_NS,
-            "width": str(_CHART_WIDTH),
-            "height": str(height),
-            "viewBox": f"0 0 {_CHART_WIDTH} {height}",
-            "font-family": "sans-serif",
-            "font-size": "11",
-        },
-    )
+    svg = _svg(height)
     heading = (
         f"Layer sizes: {format_size(total)} in {len(layers)} layer{'' if len(layers) == 1 else 's'}"
     )
@@ -620,30 +615,14 @@ def _family_chart(data: ReportData) -> str:
     row = _ROW + 10
     bottom = _TOP + len(members) * row
     height = bottom + 40
-    svg = ET.Element(
-        "svg",
-        {
-            "xmlns": _SVG_NS,
-            "width": str(_CHART_WIDTH),
-            "height": str(height),
-            "viewBox": f"0 0 {_CHART_WIDTH} {height}",
-            "font-family": "sans-serif",
-            "font-size": "11",
-        },
-    )
+    svg = _svg(height)
     heading = f"Layer sizes of {len(members)} images, side by side"
     ET.SubElement(svg, "title").text = _clean(heading)
     _text(svg, 8, 18, heading).set("font-size", "13")
     for i, member in enumerate(members):
         y = _TOP + i * row
         _text(svg, _INDEX_WIDTH - 6, y + _BAR - 2, shorten(member.id, 8)).set("text-anchor", "end")
-        others = {
-            diff_id
-            for other in members
-            if other.id != member.id
-            for diff_id, _, _ in (other.layer_bytes or ())
-        }
-        shared_steps = _shared_steps(member, others)
+        shared_steps = _shared_steps(member, _layers_of_others(member, members))
         start = 0
         for layer in member.layers:
             shared = layer.index in shared_steps
@@ -710,6 +689,21 @@ def _shared_steps(member: MemberRow, others: set[str]) -> set[int]:
         for layer in member.layer_bytes or ()
         if layer.diff_id in others and layer.step is not None
     }
+
+
+def _svg(height: int) -> ET.Element:
+    """An empty chart, as wide as every chart, ``height`` pixels high."""
+    return ET.Element(
+        "svg",
+        {
+            "xmlns": _SVG_NS,
+            "width": str(_CHART_WIDTH),
+            "height": str(height),
+            "viewBox": f"0 0 {_CHART_WIDTH} {height}",
+            "font-family": "sans-serif",
+            "font-size": "11",
+        },
+    )
 
 
 def _text(parent: ET.Element, x: float, y: float, text: str) -> ET.Element:
