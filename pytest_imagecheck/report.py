@@ -76,6 +76,7 @@ __all__ = [
     "MemberRow",
     "ReportData",
     "Verdict",
+    "shared_bytes",
     "write_report",
 ]
 

@@ -15,10 +15,13 @@ from pytest_imagecheck.report import (
     FORMAT,
     OUTCOMES,
     VERSION,
+    FilesystemLayer,
     ImageIdentity,
     LayerRow,
+    MemberRow,
     ReportData,
     Verdict,
+    shared_bytes,
     write_report,
 )
 
@@ -509,3 +512,44 @@ def test_undecodable_file_names_in_facts_still_write_both_forms(tmp_path: Path) 
 def test_unknown_outcome_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown outcome 'passd' for t::a: use one of passed,"):
         Verdict("t::a", "a", "passd", "", (), 0.0)
+
+
+def _member(member_id: str, *layers: tuple[str, int, int]) -> MemberRow:
+    """A member whose history steps are ``(diff_id, history size, file bytes)``."""
+    return MemberRow(
+        id=member_id,
+        requested_ref=f"app:{member_id}",
+        image=dataclasses.replace(
+            IMAGE, ref=f"app:{member_id}", size=sum(step[1] for step in layers)
+        ),
+        layers=tuple(LayerRow(i, size, f"RUN step {i}") for i, (_, size, _) in enumerate(layers)),
+        layer_bytes=tuple(
+            FilesystemLayer(diff_id, files, i) for i, (diff_id, _, files) in enumerate(layers)
+        ),
+        wasted_bytes=0,
+    )
+
+
+def test_family_report_counts_shared_layers_as_the_size_column_does(tmp_path: Path) -> None:
+    # A layer of symbolic links only: 3,216 bytes in the history, no regular file bytes.
+    base = ("sha256:base", 1_000_000, 990_000)
+    links = ("sha256:links", 3_216, 0)
+    cpu = _member("cpu", base, links, ("sha256:cpu", 500, 500))
+    cuda = _member("cuda", base, links, ("sha256:cuda", 9_000, 9_000))
+    lone = dataclasses.replace(_member("lone", ("sha256:own", 10, 10)), layer_bytes=None)
+    data = report_data(image=None, layers=(), size_budget=None, members=(cpu, cuda, lone))
+    assert shared_bytes(cpu, data.members) == 1_003_216
+    assert shared_bytes(lone, data.members) is None
+    write_report(data, tmp_path / "r.json")
+    members = json.loads((tmp_path / "r.json").read_text())["members"]
+    assert [(m["id"], m["shared_bytes"], m["size_bytes"]) for m in members] == [
+        ("cpu", 1_003_216, 1_003_716),
+        ("cuda", 1_003_216, 1_012_216),
+        ("lone", None, 10),
+    ]
+    text = markdown(tmp_path, data)
+    assert "| cpu | `app:cpu` | 1 MB | 1 MB | 0 B | 1 MB | 0 | 0 | 0 |" in text
+    assert "| lone | `app:lone` | 10 B | 10 B | 0 B | not read | 0 | 0 | 0 |" in text
+    svg = chart(tmp_path, data)
+    shared = [r for r in svg.iter(f"{{{SVG['svg']}}}rect") if "shared" in r.get("class", "")]
+    assert len(shared) == 4  # two layers each of cpu and cuda; lone's layers were not read
