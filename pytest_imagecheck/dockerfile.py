@@ -195,8 +195,14 @@ def canonical_reference(reference: str) -> str:
     'docker.io/library/python:latest'
     >>> canonical_reference("127.0.0.1:5000/app-base:cuda")
     '127.0.0.1:5000/app-base:cuda'
+    >>> canonical_reference("reg.example:5000/ml:1@sha256:ab") == canonical_reference(
+    ...     "reg.example:5000/ml@sha256:ab")
+    True
     """
     name, at, digest = reference.partition("@")
+    if at:  # the engine pulls by the digest alone: a tag beside it names nothing more
+        path, _, last = name.rpartition("/")
+        name = f"{path}/{last.partition(':')[0]}" if path else last.partition(":")[0]
     first, slash, _rest = name.partition("/")
     if not slash or ("." not in first and ":" not in first and first != "localhost"):
         name = f"docker.io/{name if slash else 'library/' + name}"

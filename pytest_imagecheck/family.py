@@ -668,10 +668,11 @@ class FamilyRun:
         try:
             return self.engine.image(member.tag)
         except ImageNotFound:
-            where = f"in {self.family.source.name}" if self.family.source else ""
+            given = member.where.startswith(("--image", "imagecheck_image"))
+            hint = "" if given else f", or give the member a build: ({member.where})"
             raise ImageNotFound(
                 f"image {member.tag!r} of member {member.id} is not on the engine: build or "
-                f"pull it first, or give the member a build: {where}".rstrip()
+                f"pull it first{hint}"
             ) from None
 
     def not_built(self, member_id: str) -> str | None:

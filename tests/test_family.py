@@ -429,7 +429,7 @@ def test_dependents_of_a_member_missing_from_the_engine_are_not_verified(
     output = result.stdout.str()
     assert (
         f"member ml: image '{missing}' of member ml is not on the engine: build or pull it "
-        "first, or give the member a build: in imagecheck.yaml" in output
+        "first\n" in output + "\n"
     )
     assert (
         f"member stage: not built: it builds on member ml ({missing}), which is not on the "
@@ -458,8 +458,8 @@ def test_images_marker_where_it_cannot_apply_is_a_collection_error(
     result.stdout.fnmatch_lines(
         [
             "*::test_plain: @pytest.mark.images names family members, but the test uses no "
-            "fixture that follows the member (image, container, run_container, dockerfile): "
-            "use one, or remove the marker"
+            "fixture that follows the member (image, container, run_container, dockerfile, "
+            "imagecheck_member): use one, or remove the marker"
         ]
     )
 
@@ -579,3 +579,66 @@ def test_a_stage_the_target_does_not_use_makes_no_dependency(tmp_path: Path) -> 
     )
     family = load_family(tmp_path / "imagecheck.yaml")
     assert family is not None and family.dependencies("linux/amd64")["cpu"] == {}
+
+
+def test_giving_a_member_others_build_on_another_tag_is_refused(
+    pytester: pytest.Pytester, busybox: str, tags: dict[str, str]
+) -> None:
+    _chain(pytester.path, busybox, tags)
+    result = pytester.runpytest(*INNER, "--image=ml=imagecheck-family/other:1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.stderr.lines if line] == [
+        f"ERROR: --image ml=imagecheck-family/other:1 gives member ml another tag than "
+        f"{tags['ml']}, which stage build on (imagecheck.yaml:5): they would build on whatever "
+        f"{tags['ml']} is on the engine; tag the image {tags['ml']} and pass --image "
+        f"ml={tags['ml']}, or change the tag in the family file"
+    ]
+
+
+def test_members_are_selected_by_marker_and_named_in_the_marker_once(
+    pytester: pytest.Pytester, busybox: str, tags: dict[str, str]
+) -> None:
+    _chain(pytester.path, busybox, tags)
+    pytester.makepyfile(
+        test_family="""
+        import pytest
+
+        def test_a(image, request):
+            assert request.node.get_closest_marker("member").kwargs["id"] == image.ref.split(
+                "/")[1].split(":")[0]
+
+        @pytest.mark.images(ids="stage")
+        def test_kwargs(image):
+            pass
+        """
+    )
+    result = pytester.runpytest(*INNER, "--collect-only", "-q")
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_kwargs: @pytest.mark.images takes member ids as separate arguments, e.g. "
+            "@pytest.mark.images('stage', 'ml')"
+        ]
+    )
+    pytester.makepyfile(
+        test_family="def test_a(image, request):\n"
+        "    assert request.node.get_closest_marker('member')\n"
+    )
+    result = pytester.runpytest(*INNER, "-m", "member(id='ml')", "-v")
+    result.assert_outcomes(passed=2)  # the Python test and the YAML criterion for ml
+    result.stdout.fnmatch_lines(["*base_images_pinned?ml? PASSED*", "*test_a?ml? PASSED*"])
+
+
+def test_an_image_fetched_by_name_in_a_family_says_how_to_run_per_member(
+    pytester: pytest.Pytester, busybox: str, tags: dict[str, str]
+) -> None:
+    _chain(pytester.path, busybox, tags)
+    pytester.makepyfile(test_family="def test_a(request):\n    request.getfixturevalue('image')\n")
+    result = pytester.runpytest(*INNER)
+    result.assert_outcomes(failed=1, passed=3)  # the family file's criteria pass
+    result.stdout.fnmatch_lines(
+        [
+            "*this test is not run per family member: take image (or container, run_container, "
+            "dockerfile) as an argument of the test or of its fixture, not through "
+            "request.getfixturevalue, so pytest runs it once per member"
+        ]
+    )

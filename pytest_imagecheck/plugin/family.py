@@ -32,6 +32,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "images(*ids): run the test only for these members of the image family "
         '(e.g. @pytest.mark.images("cpu", "cuda"))',
     )
+    config.addinivalue_line(
+        "markers",
+        "member(id): set by pytest-imagecheck on each test of a family member; select with "
+        "-m \"member(id='asr')\"",
+    )
     family = config.stash[SETTINGS].family
     if family is not None and config.pluginmanager.hasplugin("xdist") and not is_worker(config):
         config.pluginmanager.register(_MemberScheduling(family), "imagecheck-family-xdist")
@@ -46,7 +51,13 @@ def selected_members(family: Family, marker: pytest.Mark | None, where: str) -> 
     """The member ids a test runs for: all, or those its ``images`` marker names."""
     if marker is None:
         return family.ids
-    names = [*marker.args, *marker.kwargs.get("ids", ())]
+    names = list(marker.args)
+    if marker.kwargs or not all(isinstance(name, str) for name in names):
+        pytest.fail(
+            f"{where}: @pytest.mark.images takes member ids as separate arguments, e.g. "
+            f"@pytest.mark.images({', '.join(repr(m) for m in family.ids[:2])})",
+            pytrace=False,
+        )
     unknown = [name for name in names if name not in family.ids]
     if unknown or not names:
         pytest.fail(
@@ -73,7 +84,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             "several times), or remove the marker"
             if family is None
             else "the test uses no fixture that follows the member (image, container, "
-            "run_container, dockerfile): use one, or remove the marker"
+            "run_container, dockerfile, imagecheck_member): use one, or remove the marker"
         )
         pytest.fail(f"{where}: @pytest.mark.images names family members, but {why}", pytrace=False)
     if family is None or not follows:
@@ -86,7 +97,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Give each member one parameter index in every test, whatever members the test runs
     for, so pytest's ordering (which runs before the other hooks' changes) keeps a
-    member's tests together and starts its containers once."""
+    member's tests together and starts its containers once; and mark each test with its
+    member, for ``-m "member(id='asr')"``."""
     family = family_of(config)
     if family is None:
         return
@@ -94,6 +106,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         member = member_of(item)
         if member is not None:
             item.callspec.indices[MEMBER_FIXTURE] = family.ids.index(member)  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.member(id=member))
 
 
 @pytest.hookimpl(trylast=True)

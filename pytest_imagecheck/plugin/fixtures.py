@@ -180,6 +180,12 @@ def _image_under_test(
         return dataclasses.replace(built, ref=spec.image_tag)
     if settings.image:
         return engine.image(settings.image)
+    if settings.family is not None:
+        raise ImageCheckError(
+            "this test is not run per family member: take image (or container, "
+            "run_container, dockerfile) as an argument of the test or of its fixture, not "
+            "through request.getfixturevalue, so pytest runs it once per member"
+        )
     raise ImageCheckError(
         "no image under test: pass --image REF to test an image, or --build-context DIR "
         "to build one (or set imagecheck_image in the ini file)"

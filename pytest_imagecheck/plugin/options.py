@@ -14,9 +14,10 @@ from typing import Any, Literal, TypeVar
 import pytest
 
 from ..build import BuildSpec, parse_build_arg, single_platform
+from ..dockerfile import canonical_reference
 from ..engine import check_reference, parse_gpus
 from ..errors import ImageCheckError
-from ..family import Family, family_from_refs, load_family, unique_members
+from ..family import Family, Member, family_from_refs, load_family, unique_members
 from ..platforms import parse_platforms
 
 SETTINGS = pytest.StashKey["Settings"]()
@@ -294,8 +295,25 @@ def _family(config: pytest.Config, values: dict[str, _Given], images: list[str])
                 f"{label} {member.id}={member.ref} to test {member.ref} as that member, or "
                 f"{label} ID={member.ref} to add it under another id"
             )
+        if member.id in members:
+            _check_override(declared, members[member.id], member, label)
         members[member.id] = member
     return unique_members(list(members.values()), declared.source).checked()
+
+
+def _check_override(declared: Family, old: Member, new: Member, label: str) -> None:
+    """Refuse ``--image ID=REF`` that gives a member another tag while other members build
+    on its declared one: they would build on whatever that tag names on the engine."""
+    if canonical_reference(old.tag) == canonical_reference(new.ref or ""):
+        return
+    users = [m for m, deps in declared.dependencies().items() if old.id in deps]
+    if users:
+        raise ImageCheckError(
+            f"{label} {old.id}={new.ref} gives member {old.id} another tag than "
+            f"{old.tag}, which {', '.join(users)} build on ({old.where}): they would build on "
+            f"whatever {old.tag} is on the engine; tag the image {old.tag} and pass "
+            f"{label} {old.id}={old.tag}, or change the tag in the family file"
+        )
 
 
 def _family_builds(
