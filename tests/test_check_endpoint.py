@@ -398,8 +398,55 @@ def test_several_exposed_ports_need_port_named(engine, build_image, service_imag
 
 def test_healthy_waits_for_the_engines_health_status(service) -> None:
     with collecting() as evidence:
-        assert_healthy(service())
+        assert_healthy(service(), wait_for_engine=True)
     assert evidence[0].facts["health_status"] == "healthy"
+    assert evidence[0].facts["verdict_by"] == "engine"
+
+
+SLOW_PROBES = """FROM {busybox}
+USER 1000
+HEALTHCHECK --interval=5m --timeout=3s CMD ["/bin/sh", "-c", "test $(id -u) = 1000"]
+CMD ["sleep", "600"]
+"""
+
+
+def test_healthy_runs_the_healthcheck_itself_whatever_the_interval(
+    engine, build_image, busybox
+) -> None:
+    # The engine runs its first probe 5 minutes after the start: only the probe run by the
+    # plugin, as the container's user (uid 1000), can give a verdict within the timeout.
+    container = engine.run(engine.image(build_image(SLOW_PROBES.format(busybox=busybox))))
+    try:
+        with collecting() as evidence:
+            assert_healthy(container, timeout="60s")
+        facts = evidence[0].facts
+        assert (facts["verdict_by"], facts["health_status"]) == ("probe", "starting")
+        assert facts["own_probes"] >= 1
+        with pytest.raises(AssertionError) as failure:
+            assert_healthy(container, timeout="3s", wait_for_engine=True)
+        assert str(failure.value).startswith(
+            f"container {container.name} not healthy after 3s: health is starting"
+        )
+    finally:
+        engine.remove(container)
+
+
+def test_a_shell_form_probe_runs_through_the_images_shell(engine, build_image, busybox) -> None:
+    # No /bin/sh: only the image's SHELL can run the probe.
+    text = (
+        f"FROM {busybox}\n"
+        'RUN ["/bin/busybox", "rm", "/bin/sh"]\n'
+        'SHELL ["/bin/busybox", "sh", "-c"]\n'
+        "HEALTHCHECK --interval=5m CMD test -d /proc/self\n"
+        'CMD ["sleep", "600"]\n'
+    )
+    container = engine.run(engine.image(build_image(text)))
+    try:
+        with collecting() as evidence:
+            assert_healthy(container, timeout="30s")
+        assert evidence[0].facts["verdict_by"] == "probe"
+    finally:
+        engine.remove(container)
 
 
 def test_unhealthy_fails_fast_with_the_health_log(service) -> None:

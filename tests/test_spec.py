@@ -408,8 +408,8 @@ ITEM = "criteria:\n  - check: "
         ),
         pytest.param(
             ITEM + "healthy\n    retries: 3\n",
-            'imagecheck.yaml:3: unknown key "retries" for check healthy: healthy takes timeout '
-            "(and name, waive)",
+            'imagecheck.yaml:3: unknown key "retries" for check healthy: healthy takes timeout, '
+            "wait_for_engine (and name, waive)",
             id="unknown key",
         ),
         pytest.param(
