@@ -144,16 +144,17 @@ def test_container_whose_start_fails_is_removed(pytester, sample_image, client) 
     assert leftovers(client, os.getpid()) == []
 
 
-def test_no_leftovers_under_xdist(pytester, sample_image, client) -> None:
-    tag = f"imagecheck-test/xdist-{secrets.token_hex(4)}:1"
-    client.images.get(sample_image).tag(tag)
-    try:
-        for i in range(4):
-            pytester.makepyfile(
-                **{f"test_{i}": "def test_it(container, run_container):\n    run_container()\n"}
-            )
-        result = pytester.runpytest_subprocess(f"--image={tag}", "-n", "2")
-        result.assert_outcomes(passed=4)
-        assert client.containers.list(all=True, filters={"ancestor": tag}) == []
-    finally:
-        client.images.remove(tag)
+def test_no_leftovers_under_xdist(pytester, sample_image, client, build_image) -> None:
+    # An image of its own (a new ID): the ancestor filter matches every container of an
+    # image ID, and other tests run containers of the sample image meanwhile.
+    tag = build_image(
+        f"FROM {sample_image}\nLABEL run={secrets.token_hex(4)}\n",
+        tag=f"imagecheck-test/xdist-{secrets.token_hex(4)}:1",
+    )
+    for i in range(4):
+        pytester.makepyfile(
+            **{f"test_{i}": "def test_it(container, run_container):\n    run_container()\n"}
+        )
+    result = pytester.runpytest_subprocess(f"--image={tag}", "-n", "2")
+    result.assert_outcomes(passed=4)
+    assert client.containers.list(all=True, filters={"ancestor": tag}) == []
