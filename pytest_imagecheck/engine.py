@@ -23,7 +23,6 @@ import secrets
 import signal
 import socket
 import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -223,10 +222,6 @@ def _signals_deferred() -> Iterator[None]:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
-
-
-#: How long removing a container waits for another process's removal of it to finish.
-REMOVAL_WAIT_SECONDS = 30.0
 
 
 class Engine:
@@ -443,29 +438,8 @@ class Engine:
         if self.keep_containers:
             return
         # An engine that is gone cannot remove anything; the next session sweeps it.
-        with _signals_deferred(), contextlib.suppress(*ENGINE_ERRORS):
-            self._remove_container(container.id)
-
-    def _remove_container(self, container_id: str) -> None:
-        """Force-remove a container and return once it is gone: when another process (an
-        xdist worker that is exiting, the controller's sweep) is removing it already, the
-        engine answers 409 at once, and this waits for that removal to finish (up to
-        :data:`REMOVAL_WAIT_SECONDS`), so nothing is listed after the session ends."""
-        try:
-            self.client.api.remove_container(container_id, force=True, v=True)
-            return
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409 or "in progress" not in str(exc.explanation):
-                raise
-        deadline = time.monotonic() + REMOVAL_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                self.client.api.inspect_container(container_id)
-            except docker.errors.NotFound:
-                return
-            time.sleep(0.1)
+        with _signals_deferred(), contextlib.suppress(docker.errors.NotFound, *ENGINE_ERRORS):
+            self.client.api.remove_container(container.id, force=True, v=True)
 
     def remove_labelled(self, filters: Mapping[str, str], *, keep: bool = False) -> int:
         """Remove every container, network and volume matching label ``filters``.
@@ -478,8 +452,8 @@ class Engine:
             for item in self.client.api.containers(all=True, filters={"label": label_filter}):
                 if keep and LABEL_KEEP in (item.get("Labels") or {}):
                     continue
-                with contextlib.suppress(docker.errors.APIError):
-                    self._remove_container(item["Id"])
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    self.client.api.remove_container(item["Id"], force=True, v=True)
                     removed += 1
             for net in self.client.api.networks(filters={"label": label_filter}):
                 with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
