@@ -635,6 +635,8 @@ KILLED_WITH_CONTAINER = 137
 #: containerd's "task <id> not found" once the container's task is gone.
 _EXEC_IN_STOPPED = re.compile(
     rb"cannot exec in a (?:stopped|deleted) (?:state|container)|task [0-9a-f]+ not found"
+    # runc joining the namespaces of a PID 1 that has just exited
+    rb"|error executing setns process"
 )
 
 #: How long the engine may take to record a stop that the runtime already reported.

@@ -404,3 +404,22 @@ def test_secret_env_values_are_masked_in_captured_output_of_every_test(
     assert "DB_PASSWORD is" in junit
     for text in (result.stdout.str(), junit):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        b"OCI runtime exec failed: exec failed: cannot exec in a stopped state: unknown",
+        b"OCI runtime exec failed: exec failed: cannot exec in a deleted state: unknown",
+        b"OCI runtime exec failed: task 3f2a not found: not found",
+        b"OCI runtime exec failed: exec failed: unable to start container process: error "
+        b"executing setns process: exit status 1: unknown",
+    ],
+)
+def test_each_runtime_wording_of_an_exec_into_a_stopped_container_is_known(said: bytes) -> None:
+    """runc's and containerd's words for an exec that raced the container's stop (seen on
+    engine 20.10 under load): each makes the exec a stopped container's, never a command's
+    exit code 126."""
+    from pytest_imagecheck.container import _EXEC_IN_STOPPED
+
+    assert _EXEC_IN_STOPPED.search(said)
