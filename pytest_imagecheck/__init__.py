@@ -1,8 +1,8 @@
 """pytest-imagecheck: container image acceptance tests as ordinary pytest tests.
 
 Fixtures (``image``, ``container``, ``run_container``, ``dockerfile``, ``docker_client``)
-come from the plugin; the classes here are what they return, and the ``assert_*`` checks
-take them.
+come from the plugin, and :func:`container_fixture` makes more; the classes here are what
+they return, and the ``assert_*`` checks take them.
 """
 
 from __future__ import annotations
@@ -35,10 +35,12 @@ if TYPE_CHECKING:
     from .errors import ImageCheckError
     from .gpu import GpuHost, NvmlUnavailable, read_gpu_host
     from .image import Healthcheck, ImageUnderTest, Layer
+    from .plugin.ahead import container_fixture
 
 # Each name is imported on first use, so that loading the plugin (which pytest does in every
 # session, also of projects that never touch a container) costs only what the session uses.
 _WHERE = {
+    "container_fixture": ".plugin.ahead",
     "BuildSpec": ".build",
     "CudaFacts": ".cuda",
     "Dockerfile": ".dockerfile",
@@ -99,6 +101,7 @@ __all__ = [
     "assert_no_secrets",
     "assert_non_root",
     "assert_size_within",
+    "container_fixture",
     "read_cuda_facts",
     "read_gpu_host",
     "write_size_baseline",

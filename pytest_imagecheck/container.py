@@ -9,7 +9,7 @@ import re
 import sys
 import tarfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, overload
@@ -198,6 +198,13 @@ class RunningContainer:
         self.given_addresses: dict[tuple[str, int], str] = {}
         #: Set by :meth:`stop`: the container was stopped on purpose, not by dying.
         self.stopped_on_purpose = False
+        #: The GPUs it was given (``docker run --gpus``), if any.
+        self.gpus: str | None = None
+        #: Started ahead of its test: when it was ready, and how to start another like it.
+        self._ready_ahead: float | None = None
+        self._start_again: Callable[[], RunningContainer] | None = None
+        #: Seconds it is older than a container started on demand for its test would be.
+        self._head_start = 0.0
 
     def __repr__(self) -> str:
         return f"<RunningContainer {self.name} of {self.image.ref}>"
@@ -617,6 +624,40 @@ class RunningContainer:
             if left <= 0:
                 return
             time.sleep(min(0.05, left))
+
+    def started_ahead(self, start_again: Callable[[], RunningContainer]) -> None:
+        """Mark it started ahead of the test that will use it, ready now;
+        ``start_again`` starts another like it (see :meth:`wait_ends`)."""
+        self._ready_ahead = time.monotonic()
+        self._start_again = start_again
+
+    def handed_over(self) -> None:
+        """The test it was started ahead for has it now: from here on it is older, by the
+        time since it was ready, than a container started on demand would be."""
+        if self._ready_ahead is not None:
+            self._head_start = time.monotonic() - self._ready_ahead
+            self._ready_ahead = None
+
+    def wait_ends(self, seconds: float) -> float:
+        """The ``time.monotonic()`` by which a wait of ``seconds`` starting now (for an
+        answer, for health) must end.
+
+        Now plus ``seconds``; less the head start of a container started ahead of its test,
+        so a service never gets more time to become ready than a start on demand would give
+        it. When the head start is longer than the wait, an answer now could not tell
+        whether the service would have been ready in time: the container is replaced by one
+        started now, as on demand. Once a wait succeeds the service is known ready, and the
+        head start no longer matters (:meth:`waited`).
+        """
+        if self._head_start > seconds and self._start_again is not None:
+            replaced, fresh = self._container, self._start_again()
+            self.__dict__.update(fresh.__dict__)  # this object is the test's container
+            self.engine.remove_later(replaced)
+        return time.monotonic() + seconds - self._head_start
+
+    def waited(self) -> None:
+        """A wait on it succeeded: the service is ready, whenever it was started."""
+        self._head_start = 0.0
 
     def stop(self, timeout: int = 10) -> None:
         """Stop the container (SIGTERM, then SIGKILL after ``timeout`` seconds).

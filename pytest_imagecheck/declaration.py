@@ -80,7 +80,8 @@ class Check:
     with ``run_options`` and the ``container_option`` keys. When a criterion on ``image``
     needs ``container`` too, it is passed as ``container=``. ``title`` makes the readable part
     of the default test name from the converted values. ``at_least_one`` and ``together`` are
-    rules across keys.
+    rules across keys. ``reads_layers`` says which criteria read the image's layers (streamed
+    once per session, and read ahead of them with a family).
 
     Raises TypeError when made if the declaration does not fit ``function``: a key passed as
     an argument the function does not take, a parameter without a default that no key always
@@ -96,6 +97,8 @@ class Check:
     at_least_one: tuple[str, ...] = ()
     together: tuple[str, ...] = ()
     run_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Whether its criteria read the image's layers: all (True), or those that give this key.
+    reads_layers: bool | str = False
 
     def __post_init__(self) -> None:
         _check_declaration(self)
@@ -172,6 +175,8 @@ def _check_declaration(check: Check) -> None:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise TypeError(f"check {check.name}: key {twice[0]!r} is declared twice")
+    if isinstance(check.reads_layers, str) and check.reads_layers not in names:
+        raise TypeError(f"check {check.name}: reads_layers names no key ({check.reads_layers!r})")
     passed = [(key.name, key.keyword) for key in check.keys if key.keyword]
     if check.subject == "image" and any("container" in key.needs for key in check.keys):
         passed.append(("needs container", "container"))

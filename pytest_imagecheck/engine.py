@@ -24,6 +24,8 @@ import signal
 import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from typing import TYPE_CHECKING, Any
 
 import docker
@@ -239,6 +241,9 @@ class Engine:
         self.host = socket.gethostname()
         #: Bytes of image saves streamed from the engine so far (layer reads).
         self.bytes_streamed = 0
+        #: Removals handed to the background (:meth:`remove_later`), oldest first.
+        self._removals: list[Future[None]] = []
+        self._remover: ThreadPoolExecutor | None = None
 
     @property
     def labels(self) -> dict[str, str]:
@@ -408,6 +413,7 @@ class Engine:
                 f"cannot create a container of {image.ref}: {exc.explanation}"
             ) from None
         container = RunningContainer(raw, image=image, engine=self)
+        container.gpus = gpus
         try:
             raw.start()
         except docker.errors.APIError as exc:
@@ -441,6 +447,27 @@ class Engine:
         with _signals_deferred(), contextlib.suppress(docker.errors.NotFound, *ENGINE_ERRORS):
             self.client.api.remove_container(container.id, force=True, v=True)
 
+    def remove_later(self, container: RunningContainer | Any) -> None:
+        """Force-remove one container in the background, while the next tests run: the
+        engine's work of stopping and deleting it is nobody's wait. :meth:`cleanup` waits
+        for every removal handed over, so none is left behind.
+
+        A container with GPUs is removed at once: the next test may need their memory.
+        """
+        if self.keep_containers:
+            return
+        if getattr(container, "gpus", None):
+            self.remove(container)
+            return
+        if self._remover is None:
+            self._remover = ThreadPoolExecutor(1, "imagecheck-remove")
+        self._removals.append(self._remover.submit(self.remove, container))
+
+    def wait_removals(self) -> None:
+        """Wait for the removals :meth:`remove_later` handed to the background."""
+        removals, self._removals = self._removals, []
+        futures_wait(removals)
+
     def remove_labelled(self, filters: Mapping[str, str], *, keep: bool = False) -> int:
         """Remove every container, network and volume matching label ``filters``.
 
@@ -472,6 +499,7 @@ class Engine:
         """
         if self.keep_containers:
             return 0
+        self.wait_removals()
         filters = {LABEL_SESSION: self.session_id}
         if not whole_session:
             filters[LABEL_PID] = str(os.getpid())

@@ -32,6 +32,7 @@ import json
 import os
 import pickle
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -607,6 +608,10 @@ class FamilyRun:
         self._outcomes: dict[str, BuildOutcome] | None = None
         self._images: dict[str, ImageUnderTest] = {}
         self._pool: LayerPool | None = None
+        #: One read of the layers at a time in this process (a read ahead, a test's read).
+        self._reading = threading.Lock()
+        self._read: dict[str, list[LayerContents]] | None = None
+        self._ahead: threading.Thread | None = None
 
     def outcomes(self) -> dict[str, BuildOutcome]:
         """Each needed member's build outcome; the builds run on the first call."""
@@ -693,9 +698,42 @@ class FamilyRun:
             self._pool = LayerPool(self._read_layers, shared_keeps())
         return self._pool
 
+    def layers_read(self) -> bool:
+        """Whether this process has the wanted members' layers already."""
+        return self._read is not None
+
+    def read_layers_ahead(self) -> None:
+        """Start reading the wanted members' layers in the background, once, so the tests
+        that need them find them read. A read that fails is left to the test that needs it,
+        which reads again and gets the error."""
+        if self._ahead is None:
+            self.progress(
+                f"reading the layers of {_count(len(self.wanted), 'image')} in the background"
+            )
+            self._ahead = threading.Thread(
+                target=self._read_ahead, name="imagecheck-layers-ahead", daemon=True
+            )
+            self._ahead.start()
+
+    def _read_ahead(self) -> None:
+        with contextlib.suppress(Exception):  # left to the test that needs the layers
+            self._layer_pool().layers("")
+
     def _read_layers(self, keep: KeepContent) -> dict[str, list[LayerContents]]:
         """The layers of every wanted member that can be tested, streamed in one save by the
-        first process that needs them and loaded from its record by the others."""
+        first process that needs them and loaded from its record by the others; read once
+        per process (``keep`` is always the pool's)."""
+        with self._reading:
+            if self._read is None:
+                # A background thread must not write past pytest's capture: only the
+                # main thread says it streams.
+                quiet = threading.current_thread() is not threading.main_thread()
+                self._read = self._stream_or_load(keep, quiet=quiet)
+            return self._read
+
+    def _stream_or_load(
+        self, keep: KeepContent, *, quiet: bool = False
+    ) -> dict[str, list[LayerContents]]:
         images: dict[str, list[str]] = {}
         for member_id in self.wanted:
             with contextlib.suppress(ImageCheckError):
@@ -709,8 +747,12 @@ class FamilyRun:
                 with record.open("rb") as file:
                     loaded: dict[str, list[LayerContents]] = pickle.load(file)
                 return loaded
-            self.progress(f"reading the layers of {_count(len(images), 'image')} in one stream")
+            if not quiet:
+                self.progress(f"reading the layers of {_count(len(images), 'image')} in one stream")
             read = read_saved_images(self.engine.save(*images), images, keep)
-            with record.open("wb") as file:
+            # Written aside, then renamed: a process cut short leaves no half record.
+            partial = record.with_suffix(f".{os.getpid()}.partial")
+            with partial.open("wb") as file:
                 pickle.dump(read, file, protocol=pickle.HIGHEST_PROTOCOL)
+            partial.replace(record)
             return read

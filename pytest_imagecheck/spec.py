@@ -137,6 +137,12 @@ class Criterion:
     #: The family member whose image it judges; None when the session tests one image.
     member: str | None = None
 
+    @property
+    def reads_layers(self) -> bool:
+        """Whether it reads the image's layers (see :class:`~.declaration.Check`)."""
+        reads = CHECKS[self.check].reads_layers
+        return reads if isinstance(reads, bool) else self.args.get(reads) is not None
+
     def run(self, get: Callable[[str], Any]) -> None:
         """Run the criterion: fetch the facts it needs with ``get`` and call its check.
 

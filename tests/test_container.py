@@ -73,8 +73,12 @@ def test_health_turns_healthy(pytester, sample_image) -> None:
 def test_run_container_applies_options_and_removes_at_test_end(
     pytester, sample_image, client
 ) -> None:
+    """Removed once its test ends: in the background while the next tests run, and gone by
+    the end of the session."""
     pytester.makepyfile(
         """
+        import time
+
         import pytest
 
         NAMES = []
@@ -97,10 +101,15 @@ def test_run_container_applies_options_and_removes_at_test_end(
 
         def test_removed_after_each_test(docker_client):
             for name in NAMES:
+                for _ in range(200):
+                    if not docker_client.containers.list(all=True, filters={"name": name}):
+                        break
+                    time.sleep(0.05)
                 assert not docker_client.containers.list(all=True, filters={"name": name})
         """
     )
     pytester.runpytest(f"--image={sample_image}").assert_outcomes(passed=3)
+    assert not leftovers(client, os.getpid())
 
 
 def test_container_that_exits_at_once_shows_code_and_log_tail(pytester, sample_image, client):

@@ -23,6 +23,7 @@ from pytest_imagecheck import (
     assert_no_secrets,
     assert_non_root,
     assert_size_within,
+    container_fixture,
 )
 
 #: The members that run as a service (the base is built on, never run).
@@ -31,12 +32,15 @@ services = pytest.mark.images("cpu", "cuda")
 #: Size budgets by member: the CUDA build carries the CUDA libraries (and torch, with --cuda).
 SIZE_BUDGETS = {"base": "250MB", "cpu": "250MB", "cuda": "2.5GB"}
 
-HARDENED = {
-    "read_only": True,
-    "tmpfs": {"/tmp": ""},
-    "cap_drop": ["ALL"],
-    "security_opt": ["no-new-privileges"],
-}
+#: A container of the service, hardened: a fixture with its run options, so the plugin starts
+#: it ahead of the test (the service loads its model meanwhile), as it does the session's
+#: ``container``.
+hardened_container = container_fixture(
+    read_only=True,
+    tmpfs={"/tmp": ""},
+    cap_drop=["ALL"],
+    security_opt=["no-new-privileges"],
+)
 
 
 @services
@@ -96,9 +100,10 @@ def test_healthcheck_passes(container):
 
 
 @services
-def test_read_only_root_filesystem_compatible(run_container):
-    container = run_container(**HARDENED)
-    assert_endpoint_ready(container, "/health/ready", json={"status": "ready"}, timeout="60s")
+def test_read_only_root_filesystem_compatible(hardened_container):
+    assert_endpoint_ready(
+        hardened_container, "/health/ready", json={"status": "ready"}, timeout="60s"
+    )
 
 
 def test_within_the_size_budget(image, imagecheck_member):

@@ -563,4 +563,5 @@ CUDA_TORCH = Check(
         ),
     ),
     title=pairs("cuda", "torch"),
+    reads_layers=True,
 )

@@ -247,10 +247,11 @@ def assert_endpoint_ready(
     def masked(text: str) -> str:
         return mask_text(text, env)
 
+    # First: a container started ahead of its test may be replaced by one started now.
+    ends = container.wait_ends(deadline.total_seconds())
     url = container.url(port if port is not None else default_port(container), path)
     attempts = 0
     started = time.monotonic()
-    ends = started + deadline.total_seconds()
 
     def budget() -> float:
         """Seconds the next request may take: the time left, at least LEAST_REQUEST_TIME,
@@ -288,7 +289,11 @@ def assert_endpoint_ready(
         answered = answered if answer.timed_out else answer
         return answer.matches or answer.stopped is not None
 
-    last = wait_until(poll, done, seconds=deadline.total_seconds(), interval=pause.total_seconds())
+    last = wait_until(
+        poll, done, seconds=deadline.total_seconds(), interval=pause.total_seconds(), until=ends
+    )
+    if last.matches:
+        container.waited()
     waited = timedelta(seconds=round(time.monotonic() - started, 3))
     record(
         "endpoint",

@@ -125,6 +125,8 @@ def assert_healthy(
         if timeout is not None
         else default_health_timeout(health)
     )
+    # First: a container started ahead of its test may be replaced by one started now.
+    ends = container.wait_ends(deadline.total_seconds())
     started = time.monotonic()
     own = None if wait_for_engine else _OwnProbe(container, health)
 
@@ -142,6 +144,7 @@ def assert_healthy(
             poll,
             lambda result: result[0] == "healthy" or result[1] is not None,
             seconds=deadline.total_seconds(),
+            until=ends,
             interval=PROBE_INTERVAL if own else min(health.interval.total_seconds(), 0.5),
         )
     finally:
@@ -165,6 +168,7 @@ def assert_healthy(
             f"health is {final}{probe_not_run(container)}; "
             f"last probes:\n{probe_lines(container)}"
         )
+    container.waited()
 
 
 # --- imagecheck.yaml -----------------------------------------------------------------------

@@ -448,4 +448,5 @@ NO_SECRETS = Check(
     assert_no_secrets,
     "image",
     (Key("accept", kinds.ACCEPT, "Finding ids accepted on purpose, each with its reason."),),
+    reads_layers=True,
 )

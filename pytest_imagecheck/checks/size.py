@@ -442,4 +442,5 @@ SIZE = Check(
     title=pairs("total", "layer", "wasted", "growth"),
     at_least_one=("total", "layer", "wasted", "baseline"),
     together=("baseline", "growth"),
+    reads_layers="wasted",
 )

@@ -45,14 +45,20 @@ def time_limit(
 
 
 def wait_until(
-    poll: Callable[[], T], done: Callable[[T], bool], *, seconds: float, interval: float
+    poll: Callable[[], T],
+    done: Callable[[T], bool],
+    *,
+    seconds: float,
+    interval: float,
+    until: float | None = None,
 ) -> T:
-    """Call ``poll`` until ``done(result)`` holds or ``seconds`` have passed; the last result.
+    """Call ``poll`` until ``done(result)`` holds or ``seconds`` have passed (or the
+    ``time.monotonic()`` ``until`` has come, when given); the last result.
 
     The first call is at once. The pause between calls is ``interval`` seconds, cut to the
     time left, so the last call falls at the deadline, not a pause after it.
     """
-    ends = time.monotonic() + seconds
+    ends = time.monotonic() + seconds if until is None else until
     retrying: tenacity.Retrying = tenacity.Retrying(
         stop=lambda state: time.monotonic() >= ends,
         wait=lambda state: min(interval, max(ends - time.monotonic(), 0.0)),

@@ -11,6 +11,7 @@ inspected or a container started.
 ``outcomes``       evidence per test, one-line failures, container log tails, GPU verdicts
 ``family``         tests parametrized over a family's members, ``images`` marker, xdist
 ``evidence_report``  ``--imagecheck-report``
+``ahead``          containers the selected tests need, started ahead of them
 ``fixtures``       ``image``, ``container``, ``run_container``, ``dockerfile``, ...
 =================  =====================================================================
 """
@@ -22,5 +23,6 @@ pytest_plugins = [
     "pytest_imagecheck.plugin.outcomes",
     "pytest_imagecheck.plugin.family",
     "pytest_imagecheck.plugin.evidence_report",
+    "pytest_imagecheck.plugin.ahead",
     "pytest_imagecheck.plugin.fixtures",
 ]

@@ -22,7 +22,7 @@ from ..engine import ENGINE_ERRORS
 from ..errors import ImageCheckError
 from ..items import WAIVER
 from ..verdicts import Carried, SeenImage, carried, carry, seen_image
-from .family import member_of
+from .family import RUN, member_of
 from .options import SETTINGS, Settings
 from .outcomes import EVIDENCE
 from .session import is_worker
@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 SEEN_IMAGES = pytest.StashKey[dict[str, SeenImage]]()
 #: Those a test report of this process has not carried yet.
 _TO_CARRY = pytest.StashKey[list[SeenImage]]()
+#: The images this process's ``image`` fixture read, by member: (image, engine version,
+#: member), kept in :data:`SEEN_IMAGES` once their layers are read.
+_PENDING = pytest.StashKey[dict[str, tuple["ImageUnderTest", str | None, str | None]]]()
+#: On a test: it is this process's last.
+_LAST = pytest.StashKey[bool]()
 #: The check and fact under which ``assert_size_within`` records its total budget (bytes).
 _SIZE_BUDGET = ("size", "size_budget_bytes")
 
@@ -55,26 +60,49 @@ def image_read(
     config: pytest.Config, image: ImageUnderTest, engine: Engine, member: str | None = None
 ) -> None:
     """Keep what the report shows of ``image``, read by this process's ``image`` fixture: its
-    identity, its layers and the engine's version, to travel on the next test report.
+    identity, its layers and the engine's version, to travel on a test report.
 
     For a family ``member``, also its layers' bytes by diff ID and its wasted bytes, for the
-    family table: its layers are read (with the family's, in one stream).
+    family table, from its layers (read with the family's, in one stream, ahead of the
+    tests): kept once they are read, or at this process's last test.
 
     Does nothing without ``--imagecheck-report``, or when this process already kept it.
     """
-    seen_images = config.stash.setdefault(SEEN_IMAGES, {})
-    if config.stash[SETTINGS].report is None or (member or "") in seen_images:
+    pending = config.stash.setdefault(_PENDING, {})
+    if config.stash[SETTINGS].report is None or (member or "") in pending:
         return
     version = None
     with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
         version = engine.version
-    layers = None
-    if member is not None:
-        with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
-            layers = image.layer_contents()
-    seen = seen_image(image, version, member, layers)
-    seen_images[member or ""] = seen
-    config.stash.setdefault(_TO_CARRY, []).append(seen)
+    pending[member or ""] = (image, version, member)
+    _keep_seen(config, last=False)
+
+
+def _keep_seen(config: pytest.Config, *, last: bool) -> None:
+    """Keep, to carry, the images read whose layers are read too (all of them when ``last``:
+    reading what is still missing)."""
+    pending = config.stash.get(_PENDING, {})
+    seen_images = config.stash.setdefault(SEEN_IMAGES, {})
+    run = config.stash.get(RUN, None)
+    for key, (image, version, member) in pending.items():
+        if key in seen_images or (
+            member is not None and not last and not (run is not None and run.layers_read())
+        ):
+            continue
+        layers = None
+        if member is not None:
+            with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
+                layers = image.layer_contents()
+        seen = seen_image(image, version, member, layers)
+        seen_images[key] = seen
+        config.stash.setdefault(_TO_CARRY, []).append(seen)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Note this process's last test: its report carries what is still to carry."""
+    if nextitem is None:
+        item.stash[_LAST] = True
 
 
 @pytest.hookimpl(wrapper=True)
@@ -96,6 +124,7 @@ def pytest_runtest_makereport(
         budget = collected.value(*_SIZE_BUDGET)
         if isinstance(budget, int) and not isinstance(budget, bool):
             values["size_budget_bytes"] = budget
+    _keep_seen(item.config, last=call.when == "teardown" and item.stash.get(_LAST, False))
     to_carry = item.config.stash.get(_TO_CARRY, None)
     if to_carry:
         values["images"] = [seen.to_json() for seen in to_carry]
@@ -139,6 +168,7 @@ class _EvidenceReport:
         from ..report import ReportData, write_report
 
         # The only process also has them when no report carried them (a run cut short).
+        _keep_seen(session.config, last=True)
         kept: dict[str, SeenImage] = session.config.stash.get(SEEN_IMAGES, {})
         images = {**kept, **self.images}
         image = images.get("") if self.family is None else None

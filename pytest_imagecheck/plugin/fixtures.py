@@ -20,10 +20,19 @@ import pytest
 from ..build import build_image, build_once
 from ..container import RunningContainer
 from ..dockerfile import FamilyBase, canonical_reference
-from ..engine import ENGINE_ERRORS, LABEL_TEST, Engine
+from ..engine import ENGINE_ERRORS, Engine
 from ..errors import GpuUnavailable, ImageCheckError
 from ..family import MemberNotBuilt
 from ..image import ImageUnderTest
+from .ahead import (
+    read_layers_ahead,
+    run_container_key,
+    run_container_options,
+    session_container_key,
+    session_container_options,
+    start_ahead,
+    take_ahead,
+)
 from .evidence_report import image_read
 from .family import family_run
 from .options import SETTINGS, Settings
@@ -121,6 +130,7 @@ def image(
     else:
         with _errors_as_failures():
             found = _image_under_test(pytestconfig, settings, imagecheck_engine, tmp_path_factory)
+    start_ahead(pytestconfig, imagecheck_member, found)
     image_read(pytestconfig, found, imagecheck_engine, imagecheck_member)
     prefix = (
         "imagecheck.image"
@@ -151,7 +161,10 @@ def _member_image(
 ) -> ImageUnderTest:
     run = family_run(config, _shared_dir(config, tmp_path_factory), _progress(config))
     try:
-        return run.image(member)
+        found = run.image(member)
+        if read_layers_ahead(config):
+            run.read_layers_ahead()
+        return found
     except MemberNotBuilt as exc:
         pytest.skip(f"member {member}: {exc}")
     except ImageCheckError as exc:
@@ -232,18 +245,24 @@ def _member_dockerfile(
 
 @pytest.fixture(scope="session")
 def container(
-    pytestconfig: pytest.Config, image: ImageUnderTest, imagecheck_engine: Engine
+    pytestconfig: pytest.Config,
+    image: ImageUnderTest,
+    imagecheck_engine: Engine,
+    imagecheck_member: str | None,
 ) -> Iterator[RunningContainer]:
     """One running container of ``image``, shared by the whole session.
 
     Every exposed port is published on 127.0.0.1 at a free port (``container.url(5000,
-    "/health")``), ``--gpus`` is applied, and the container is removed at the end.
+    "/health")``), ``--gpus`` is applied, and the container is removed at the end. Started
+    ahead of the first test that uses it, unless ``--no-start-ahead``.
     """
-    settings = pytestconfig.stash[SETTINGS]
+    options = session_container_options(pytestconfig)
     with _errors_as_failures():
-        running = imagecheck_engine.run(image, gpus=settings.gpus)
+        running = take_ahead(
+            pytestconfig, session_container_key(imagecheck_member), options, image
+        ) or imagecheck_engine.run(image, **options)
     yield running
-    imagecheck_engine.remove(running)
+    imagecheck_engine.remove_later(running)
 
 
 @pytest.fixture
@@ -260,13 +279,15 @@ def run_container(
     request.node.stash[USED] = started
 
     def run(image_: ImageUnderTest | str | None = None, /, **options: Any) -> RunningContainer:
-        options.setdefault("gpus", None)
+        options = run_container_options(request.node.nodeid, options)
         with _errors_as_failures():
             target = image_ or image
             if isinstance(target, str):
                 target = imagecheck_engine.image(target)
-            labels = {LABEL_TEST: request.node.nodeid[:200]}
-            running = imagecheck_engine.run(target, labels=labels, **options)
+            key = run_container_key(request.node.nodeid, options)
+            running = (
+                take_ahead(request.config, key, options, target) if image_ is None else None
+            ) or imagecheck_engine.run(target, **options)
         started.append(running)
         if options["gpus"]:
             request.node.stash[GPU_USED] = True
@@ -274,7 +295,7 @@ def run_container(
 
     yield run
     for running in started:
-        imagecheck_engine.remove(running)
+        imagecheck_engine.remove_later(running)
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,12 @@ _OPTIONS: list[tuple[str, IniType, str]] = [
     ("--gpus", "string", "give containers GPUs as docker run --gpus does: all, N, device=0,1"),
     ("--keep-containers", "bool", "leave containers running after the session, for debugging"),
     ("--require-gpu", "bool", "fail, instead of skipping, when --gpus cannot be honoured"),
+    (
+        "--no-start-ahead",
+        "bool",
+        "start each container when its test needs it, not ahead of it in the background "
+        "(one service up at a time)",
+    ),
     ("--imagecheck-report", "string", "write the evidence report here (.md with an SVG, or .json)"),
 ]
 
@@ -130,6 +136,8 @@ class Settings:
     gpus: str | None = None
     keep_containers: bool = False
     require_gpu: bool = False
+    #: Start the containers tests will need ahead of them (``--no-start-ahead``: no).
+    start_ahead: bool = True
     build_args: dict[str, str] = field(default_factory=dict)
     report: Path | None = None
     #: ``--platform``, normalised: the build's platform, and the ones the Dockerfile is judged on.
@@ -248,6 +256,7 @@ def _resolve_settings(config: pytest.Config) -> Settings:
         gpus=gpus,
         keep_containers=bool(values["--keep-containers"].value),
         require_gpu=bool(values["--require-gpu"].value),
+        start_ahead=not values["--no-start-ahead"].value,
         build_args=build_args,
         report=report,
         platforms=platforms,

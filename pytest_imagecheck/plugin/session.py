@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import signal
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -33,6 +34,8 @@ class State:
         self.workers_used_engine = False
         #: Why the end-of-session cleanup could not remove this session's containers, if so.
         self.cleanup_failed = ""
+        #: Called before the cleanup: work that may still make containers stops here.
+        self.closing: list[Callable[[], None]] = []
 
     @property
     def connected(self) -> bool:
@@ -56,6 +59,8 @@ class State:
         if self._engine is not None:
             atexit.unregister(self.cleanup)
             try:
+                for close in self.closing:
+                    close()
                 self._engine.cleanup()
             except ENGINE_ERRORS as exc:
                 self.cleanup_failed = str(engine_lost(exc))

@@ -1,0 +1,121 @@
+"""Containers started ahead of the tests that use them.
+
+A service that takes seconds to be ready (a model to load) costs those seconds for each
+container a suite starts. Started in the background as soon as the tests that need them
+are known, the containers of one image come up side by side, while other tests run.
+
+A container started ahead is the one the test would have started: the same image, options
+and labels. Only its age differs, and :meth:`RunningContainer.wait_ends` takes that back:
+a wait on it ends earlier by the time it was up before its test took it, so a service
+never gets more time to become ready than a start on demand would give it (and when that
+head start is longer than the wait, it is replaced by a container started then). A start
+that fails fails the test that takes it, with the same error.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
+from typing import Any
+
+from .container import RunningContainer
+from .engine import Engine
+from .image import ImageUnderTest
+
+#: Containers started side by side at most: each start is mostly the engine's work.
+PARALLEL_STARTS = 4
+#: How long closing waits for starts still in flight, so none is left behind (seconds).
+CLOSE_WAIT_SECONDS = 60.0
+
+
+def options_key(options: Mapping[str, Any]) -> str:
+    """A canonical text of run options, to match a container started ahead to a request.
+
+    >>> options_key({"tmpfs": {"/tmp": ""}, "read_only": True})
+    '{"read_only": true, "tmpfs": {"/tmp": ""}}'
+    """
+    return json.dumps(options, sort_keys=True, default=repr)
+
+
+class Ahead:
+    """Containers being started, or started, for tests still to come.
+
+    ``start(key, image, options)`` starts one in a background thread (``image`` may be a
+    function that finds the image first); ``take(key, options)`` gives it to the test that
+    needs it: the running container, or the start's error raised. :meth:`close` waits for
+    starts in flight and removes what no test took. Keys are the caller's: one container
+    per key.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._pending: dict[Hashable, tuple[str, Future[RunningContainer]]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    def start(
+        self,
+        key: Hashable,
+        image: ImageUnderTest | Callable[[], ImageUnderTest],
+        options: Mapping[str, Any],
+    ) -> None:
+        """Start a container of ``image`` with ``options`` (:meth:`Engine.run`'s keyword
+        arguments) in the background, unless one was started for ``key`` already."""
+        with self._lock:
+            if self._closed or key in self._pending:
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(PARALLEL_STARTS, "imagecheck-ahead")
+            future = self._pool.submit(self._run, image, dict(options))
+            self._pending[key] = (options_key(options), future)
+
+    def _run(
+        self, image: ImageUnderTest | Callable[[], ImageUnderTest], options: dict[str, Any]
+    ) -> RunningContainer:
+        found = image if isinstance(image, ImageUnderTest) else image()
+        running = self._engine.run(found, **options)
+        running.started_ahead(lambda: self._engine.run(found, **options))
+        return running
+
+    def take(
+        self, key: Hashable, options: Mapping[str, Any], image: ImageUnderTest
+    ) -> RunningContainer | None:
+        """The container started for ``key``, if it was started with ``options`` for
+        ``image``; None otherwise (start one on demand). Waits for a start in flight; raises
+        the start's error (an ``ImageCheckError``) as a start on demand would.
+
+        A container started ahead that is not what was asked (other options, or an image
+        retagged since) is removed.
+        """
+        with self._lock:
+            pending = self._pending.pop(key, None)
+        if pending is None:
+            return None
+        wanted, future = pending
+        running = future.result()
+        if wanted == options_key(options) and running.image.id == image.id:
+            running.handed_over()
+            return running
+        self._engine.remove(running)
+        return None
+
+    def close(self) -> None:
+        """Stop starting containers; wait for starts in flight and remove every container
+        no test took. Errors of those starts are dropped: no test needed them."""
+        with self._lock:
+            self._closed = True
+            pending, self._pending = list(self._pending.values()), {}
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for _, future in pending:
+            future.cancel()
+        wait_for([future for _, future in pending], timeout=CLOSE_WAIT_SECONDS)
+        for _, future in pending:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._engine.remove_later(future.result())
+        pool.shutdown(wait=False, cancel_futures=True)

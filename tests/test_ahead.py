@@ -1,0 +1,211 @@
+"""Containers started ahead of the tests that use them (real engine).
+
+The session ``container``, each ``container_fixture`` a test uses and each ``hardened``
+criterion's container start in the background while earlier tests run; a verdict never
+depends on it: a wait on a container started ahead gives the service no more time than a
+start on demand would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from tests.conftest import leftovers
+
+#: Records, in the test session under test, when its first test ended and when each
+#: container was created (engine time, same host clock).
+ORDER = """
+    import re
+    import time
+    from datetime import datetime
+
+    import pytest
+    from pytest_imagecheck import container_fixture
+
+    hardened = container_fixture(read_only=True, tmpfs={"/tmp": ""})
+    SEEN = {}
+
+    def created(container):
+        stamp = re.sub(r"(\\.\\d{1,6})\\d*", r"\\1", container.attrs["Created"].rstrip("Z"))
+        return datetime.fromisoformat(stamp + "+00:00").timestamp()
+
+    def test_first(image):
+        time.sleep(1.5)  # the containers come up meanwhile, when started ahead
+        SEEN["first_ended"] = time.time()
+
+    def test_second(container, hardened):
+        SEEN["container"] = created(container)
+        SEEN["hardened"] = created(hardened)
+        print("ORDER", SEEN["container"] < SEEN["first_ended"],
+              SEEN["hardened"] < SEEN["first_ended"])
+"""
+
+
+def test_containers_a_test_needs_start_before_it(pytester, sample_image, client) -> None:
+    pytester.makepyfile(ORDER)
+    result = pytester.runpytest(f"--image={sample_image}", "-s")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*ORDER True True"])
+    assert not leftovers(client, os.getpid())
+
+
+def test_no_start_ahead_starts_each_container_when_its_test_needs_it(
+    pytester, sample_image, client
+) -> None:
+    pytester.makepyfile(ORDER)
+    result = pytester.runpytest(f"--image={sample_image}", "-s", "--no-start-ahead")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*ORDER False False"])
+    assert not leftovers(client, os.getpid())
+
+
+def test_each_family_members_containers_start_before_its_tests(
+    pytester, sample_image, client
+) -> None:
+    pytester.makepyfile(ORDER)
+    by_id = client.images.get(sample_image).id
+    result = pytester.runpytest(f"--image=a={sample_image}", f"--image=b={by_id}", "-s")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*ORDER True True", "*ORDER True True"])
+    assert not leftovers(client, os.getpid())
+
+
+def test_a_hardened_criterions_container_starts_before_it(pytester, sample_image, client) -> None:
+    pytester.makefile(
+        ".yaml",
+        imagecheck="""
+        version: 1
+        criteria:
+          - check: command
+            run: [sleep, "1.5"]
+            name: first
+          - check: hardened
+            path: /
+            port: 8080
+            status: [200, 404]
+            timeout: 30s
+        """,
+    )
+    pytester.makeconftest(
+        """
+        import re
+        import time
+        from datetime import datetime
+
+        import docker
+        import pytest
+        from pytest_imagecheck.engine import LABEL_TEST
+
+        ENDED = {}
+
+        def pytest_runtest_logfinish(nodeid, location):
+            if nodeid.endswith("::first"):
+                ENDED["first"] = time.time()
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_call(item):
+            if item.name.startswith("hardened"):
+                api = docker.from_env().api
+                [found] = api.containers(filters={"label": f"{LABEL_TEST}={item.nodeid}"})
+                created = api.inspect_container(found["Id"])["Created"].rstrip("Z")
+                stamp = re.sub(r"(\\.\\d{1,6})\\d*", r"\\1", created) + "+00:00"
+                print("AHEAD", datetime.fromisoformat(stamp).timestamp() < ENDED["first"])
+            return (yield)
+        """
+    )
+    result = pytester.runpytest(f"--image={sample_image}", "-s")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*AHEAD True"])
+    assert not leftovers(client, os.getpid())
+
+
+@pytest.mark.parametrize(
+    ("ready_after", "head_start", "timeout", "outcome"),
+    [
+        # ready in time: passes, started ahead or not
+        (1, 1, 20, "passed"),
+        # not ready 4s after its start: fails, although the container was up 3s before
+        (6, 3, 4, "failed"),
+        # up longer before its test than the wait: replaced by one started now; fails
+        (3, 5, 2, "failed"),
+    ],
+)
+def test_a_head_start_never_lengthens_a_wait(
+    pytester, service_image, client, ready_after, head_start, timeout, outcome
+) -> None:
+    pytester.makepyfile(
+        f"""
+        import time
+        from pytest_imagecheck import assert_endpoint_ready, container_fixture
+
+        slow = container_fixture(env={{"READY_AFTER": "{ready_after}"}})
+
+        def test_first(image):
+            time.sleep({head_start})
+
+        def test_ready_in_time(slow):
+            assert_endpoint_ready(slow, "/health/ready", timeout="{timeout}s")
+        """
+    )
+    result = pytester.runpytest(f"--image={service_image}")
+    result.assert_outcomes(passed=1 + (outcome == "passed"), failed=int(outcome == "failed"))
+    if outcome == "failed":
+        result.stdout.fnmatch_lines([f"*/health/ready not ready after {timeout}s*"])
+    assert not leftovers(client, os.getpid())
+
+
+def test_a_start_that_fails_fails_its_test_as_a_start_on_demand_does(
+    pytester, sample_image, client
+) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_imagecheck import container_fixture
+
+        crashing = container_fixture(entrypoint=["sh", "-c", "echo fatal: no DB_URL; exit 3"])
+
+        def test_first(image):
+            pass
+
+        def test_crashing(crashing):
+            pass
+        """
+    )
+    messages = []
+    for extra in ([], ["--no-start-ahead"]):
+        result = pytester.runpytest(f"--image={sample_image}", *extra)
+        result.assert_outcomes(passed=1, errors=1)
+        [line] = [ln for ln in result.outlines if "exited with code 3" in ln]
+        messages.append(re.sub(r"imagecheck-\w+-\w+", "NAME", line))
+    assert messages[0] == messages[1]
+    assert not leftovers(client, os.getpid())
+
+
+@pytest.mark.parametrize("first", ["pass", "pytest.exit('stopped', returncode=2)"])
+def test_containers_started_ahead_that_no_test_takes_are_removed(
+    pytester, sample_image, client, first
+) -> None:
+    """A test whose other fixture fails never takes them; a session cut short never gets to
+    the test; both leave nothing behind."""
+    pytester.makepyfile(
+        f"""
+        import pytest
+        from pytest_imagecheck import container_fixture
+
+        hardened = container_fixture(read_only=True)
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("set-up failed")
+
+        def test_first(image):
+            {first}
+
+        def test_never_gets_them(broken, container, hardened):
+            pass
+        """
+    )
+    pytester.runpytest(f"--image={sample_image}")
+    assert not leftovers(client, os.getpid())
