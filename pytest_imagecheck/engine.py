@@ -448,36 +448,69 @@ class Engine:
             self.client.api.remove_container(container.id, force=True, v=True)
 
     def remove_later(self, container: RunningContainer | Any) -> None:
-        """Force-remove one container in the background, while the next tests run: the
-        engine's work of stopping and deleting it is nobody's wait. :meth:`cleanup` waits
-        for every removal handed over, so none is left behind.
+        """Force-remove one container without waiting for the engine to finish: the engine's
+        work of stopping and deleting it is nobody's wait (the next tests run meanwhile).
 
-        A container with GPUs is removed at once: the next test may need their memory.
+        The request is sent, and its answer not read: the engine removes a container whose
+        removal it was asked for even when the asking connection closes. Where the
+        connection is not a local socket or plain TCP (TLS, ssh), a background thread asks
+        and waits instead, and :meth:`cleanup` waits for it. A container with GPUs is
+        removed at once: the next test may need their memory.
         """
         if self.keep_containers:
             return
         if getattr(container, "gpus", None):
             self.remove(container)
-            return
-        if self._remover is None:
-            self._remover = ThreadPoolExecutor(1, "imagecheck-remove")
-        self._removals.append(self._remover.submit(self.remove, container))
+        elif not self._send_removal(container.id):
+            if self._remover is None:
+                self._remover = ThreadPoolExecutor(1, "imagecheck-remove")
+            self._removals.append(self._remover.submit(self.remove, container))
+
+    def _send_removal(self, container_id: str) -> bool:
+        """Send the engine a force-removal of ``container_id``, not waiting for the answer;
+        False when it cannot be sent that way (then remove it another way)."""
+        api = self.client.api
+        path = f"/v{api.api_version}/containers/{container_id}?force=1&v=1"
+        request = f"DELETE {path} HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\n\r\n"
+        socket_path = next((getattr(a, "socket_path", None) for a in api.adapters.values()), None)
+        try:
+            if api.base_url.startswith("http+docker://") and socket_path:
+                connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                connection.settimeout(5)
+                connection.connect(socket_path)
+            elif api.base_url.startswith("http://"):
+                host, _, port = api.base_url.removeprefix("http://").rstrip("/").rpartition(":")
+                connection = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+            else:
+                return False
+            with connection:
+                connection.sendall(request.encode())
+        except (OSError, ValueError):
+            return False
+        return True
 
     def wait_removals(self) -> None:
-        """Wait for the removals :meth:`remove_later` handed to the background."""
+        """Wait for the removals :meth:`remove_later` handed to a background thread."""
         removals, self._removals = self._removals, []
         futures_wait(removals)
 
-    def remove_labelled(self, filters: Mapping[str, str], *, keep: bool = False) -> int:
+    def remove_labelled(
+        self, filters: Mapping[str, str], *, keep: bool = False, wait: bool = True
+    ) -> int:
         """Remove every container, network and volume matching label ``filters``.
 
-        Returns how many containers were removed. ``keep=True`` spares those labelled keep.
+        Returns how many containers were removed. ``keep=True`` spares those labelled keep;
+        ``wait=False`` asks for the containers' removal without waiting for it
+        (:meth:`remove_later`).
         """
         label_filter = [f"{k}={v}" if v else k for k, v in filters.items()]
         removed = 0
         with _signals_deferred():
             for item in self.client.api.containers(all=True, filters={"label": label_filter}):
                 if keep and LABEL_KEEP in (item.get("Labels") or {}):
+                    continue
+                if not wait and self._send_removal(item["Id"]):
+                    removed += 1
                     continue
                 with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                     self.client.api.remove_container(item["Id"], force=True, v=True)
@@ -491,11 +524,13 @@ class Engine:
                     self.client.api.remove_volume(vol["Name"], force=True)
         return removed
 
-    def cleanup(self, *, whole_session: bool = False) -> int:
+    def cleanup(self, *, whole_session: bool = False, wait: bool = True) -> int:
         """Remove what this process created, unless ``--keep-containers`` was given.
 
         ``whole_session=True`` removes what every process of the session created: the xdist
         controller does this once its workers are done, so a killed worker leaves nothing.
+        ``wait=False`` asks the engine to remove them and does not wait for it to finish
+        (:meth:`remove_later`): the engine finishes after this process has ended.
         """
         if self.keep_containers:
             return 0
@@ -503,7 +538,7 @@ class Engine:
         filters = {LABEL_SESSION: self.session_id}
         if not whole_session:
             filters[LABEL_PID] = str(os.getpid())
-        return self.remove_labelled(filters)
+        return self.remove_labelled(filters, wait=wait)
 
     def sweep_stale(self) -> int:
         """Remove leftovers of crashed sessions: ours (this host), whose process is gone."""

@@ -126,11 +126,18 @@ def service_image(client: docker.DockerClient, debian: str) -> str:
 
 
 def leftovers(client: docker.DockerClient, pid: int) -> list[str]:
-    """Names of containers the plugin labelled with process ``pid`` that still exist."""
-    found = client.api.containers(
-        all=True, filters={"label": [LABEL_SESSION, f"{LABEL_PID}={pid}"]}
-    )
-    return [c["Names"][0].lstrip("/") for c in found]
+    """Names of containers the plugin labelled with process ``pid`` that still exist, once
+    the removals it asked for at the end of its session are done (the engine finishes them
+    after the session, in a fraction of a second: up to 10 s is waited for)."""
+
+    def found() -> list[str]:
+        listed = client.api.containers(
+            all=True, filters={"label": [LABEL_SESSION, f"{LABEL_PID}={pid}"]}
+        )
+        return [c["Names"][0].lstrip("/") for c in listed]
+
+    wait_for(lambda: not found(), timeout=10, interval=0.1)
+    return found()
 
 
 def wait_for(predicate, timeout: float = 30, interval: float = 0.2) -> bool:

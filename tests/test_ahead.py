@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from tests.conftest import leftovers
+from tests.conftest import leftovers, wait_for
 
 #: Records, in the test session under test, when its first test ended and when each
 #: container was created (engine time, same host clock).
@@ -209,3 +209,15 @@ def test_containers_started_ahead_that_no_test_takes_are_removed(
     )
     pytester.runpytest(f"--image={sample_image}")
     assert not leftovers(client, os.getpid())
+
+
+def test_a_removal_is_asked_for_not_waited_for_and_leaves_nothing(client, sample_image) -> None:
+    """On the local socket the removal request is sent and its answer not read: no thread
+    waits on it, and the engine removes the container all the same."""
+    from pytest_imagecheck.engine import Engine, new_session_id
+
+    engine = Engine(client, new_session_id())
+    running = engine.run(engine.image(sample_image))
+    engine.remove_later(running)
+    assert engine._removals == []  # nothing to wait for
+    assert wait_for(lambda: not client.containers.list(all=True, filters={"id": running.id}))

@@ -61,7 +61,8 @@ class State:
             try:
                 for close in self.closing:
                     close()
-                self._engine.cleanup()
+                # The engine finishes the removals after this process ends: nobody waits.
+                self._engine.cleanup(wait=False)
             except ENGINE_ERRORS as exc:
                 self.cleanup_failed = str(engine_lost(exc))
 
