@@ -103,6 +103,17 @@ class Ahead:
         self._engine.remove(running)
         return None
 
+    def discard(self, key: Hashable) -> None:
+        """No test needs the container started for ``key``: remove it once started."""
+        with self._lock:
+            pending = self._pending.pop(key, None)
+        if pending is not None:
+            pending[1].add_done_callback(self._remove_started)
+
+    def _remove_started(self, future: Future[RunningContainer]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._engine.remove_later(future.result())
+
     def close(self) -> None:
         """Stop starting containers; wait for starts in flight and remove every container
         no test took. Errors of those starts are dropped: no test needed them."""
@@ -116,6 +127,7 @@ class Ahead:
             future.cancel()
         wait_for([future for _, future in pending], timeout=CLOSE_WAIT_SECONDS)
         for _, future in pending:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self._engine.remove_later(future.result())
-        pool.shutdown(wait=False, cancel_futures=True)
+            if future.done():
+                self._remove_started(future)
+        # Waits for discarded starts still in flight, so their removal is asked for too.
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -6,7 +6,9 @@ container of each ``imagecheck.yaml`` criterion that starts its own (``hardened`
 each :func:`container_fixture` a test uses, and, in a family session, the members' layers
 (a criterion or the evidence report reads them). A ``run_container(...)`` call in a test is
 not known before it runs, and starts on demand.
-``--no-start-ahead`` starts every container on demand, one service up at a time.
+With one image named by ``--image``, its session container starts when the session does,
+while pytest collects. ``--no-start-ahead`` starts every container on demand, one service
+up at a time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import pytest
 
 from ..ahead import Ahead, options_key
 from ..container import RunningContainer
-from ..engine import LABEL_TEST
+from ..engine import ENGINE_ERRORS, LABEL_TEST, Engine
+from ..errors import ImageCheckError
 from ..image import ImageUnderTest
 from ..items import CriterionItem
 from .family import member_of
@@ -99,22 +102,56 @@ def session_container_options(config: pytest.Config) -> dict[str, Any]:
     return {"gpus": config.stash[SETTINGS].gpus}
 
 
+def _starts_ahead(config: pytest.Config) -> bool:
+    """Whether this process starts containers ahead: not with ``--no-start-ahead`` or
+    ``--keep-containers``, nor where no test runs (``--collect-only``, ``--fixtures``, the
+    xdist controller), nor in an xdist worker that gets some of an image's tests (``--dist
+    load`` with one image): it would start containers for tests other workers run."""
+    option = config.option
+    return not (
+        not config.stash[SETTINGS].start_ahead
+        or config.stash[SETTINGS].keep_containers
+        or option.collectonly
+        or getattr(option, "showfixtures", False)
+        or getattr(option, "show_fixtures_per_test", False)
+        or (is_worker(config) and worker_input(config).get("imagecheck_dist") != "member")
+        or config.pluginmanager.getplugin("dsession") is not None  # the xdist controller
+    )
+
+
+def _engine(config: pytest.Config) -> Engine | None:
+    """The engine, or None when it cannot be reached (the tests that need it say why)."""
+    try:
+        return config.stash[STATE].engine()
+    except (ImageCheckError, *ENGINE_ERRORS):
+        return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With one image named by ``--image``, start its session container now, while pytest
+    collects: most suites use it. If none of the selected tests does, it is removed once
+    they are known."""
+    config = session.config
+    settings = config.stash[SETTINGS]
+    if not _starts_ahead(config) or not settings.image or settings.build is not None:
+        return
+    engine = _engine(config)
+    if engine is not None:
+        _ahead(config, engine).start(
+            session_container_key(None),
+            lambda: engine.image(settings.image),  # type: ignore[arg-type]
+            session_container_options(config),
+        )
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Plan the containers the selected tests will need; with one image named by
-    ``--image``, start them now, while the tests before them run.
-
-    Not in an xdist worker that gets some of an image's tests (``--dist load`` with one
-    image): it would start containers for tests other workers run.
-    """
+    ``--image``, start them now, while the tests before them run."""
     config = session.config
     settings = config.stash[SETTINGS]
-    if (
-        not settings.start_ahead
-        or settings.keep_containers
-        or config.option.collectonly
-        or (is_worker(config) and worker_input(config).get("imagecheck_dist") != "member")
-    ):
+    if not _starts_ahead(config):
         return
     plan: dict[str | None, list[_Start]] = {}
     # The evidence report reads each member's layers, for the family table.
@@ -141,9 +178,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             options = run_container_options(item.nodeid, run_options)
             starts.append(_Start(run_container_key(item.nodeid, options), options))
     config.stash[_PLAN] = {member: starts for member, starts in plan.items() if starts}
+    ahead = config.stash.get(_AHEAD, None)
+    session_container = _Start(session_container_key(None), session_container_options(config))
+    if ahead is not None and session_container not in plan.get(None, []):
+        ahead.discard(session_container.key)  # started at session start, for no test
     if settings.image and settings.build is None and None in config.stash[_PLAN]:
-        engine = config.stash[STATE].engine()
-        start_ahead(config, None, lambda: engine.image(settings.image))  # type: ignore[arg-type]
+        engine = _engine(config)
+        if engine is not None:
+            start_ahead(config, None, lambda: engine.image(settings.image))  # type: ignore[arg-type]
+
+
+def _ahead(config: pytest.Config, engine: Engine) -> Ahead:
+    """This process's :class:`Ahead`, made on first use; closed before the cleanup."""
+    ahead = config.stash.get(_AHEAD, None)
+    if ahead is None:
+        ahead = config.stash[_AHEAD] = Ahead(engine)
+        config.stash[STATE].closing.append(ahead.close)
+    return ahead
 
 
 def _fixture_defs(item: pytest.Item) -> dict[str, Any]:
@@ -160,12 +211,10 @@ def start_ahead(
     """Start, in the background, the containers planned for ``member``'s tests (``image``:
     the :class:`ImageUnderTest`, or a function that finds it). Once per member."""
     starts = config.stash.get(_PLAN, {}).pop(member, [])
-    if not starts:
+    engine = _engine(config) if starts else None
+    if engine is None:
         return
-    ahead = config.stash.get(_AHEAD, None)
-    if ahead is None:
-        ahead = config.stash[_AHEAD] = Ahead(config.stash[STATE].engine())
-        config.stash[STATE].closing.append(ahead.close)
+    ahead = _ahead(config, engine)
     for start in starts:
         ahead.start(start.key, image, start.options)
 
