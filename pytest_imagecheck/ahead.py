@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
@@ -27,6 +28,9 @@ from .image import ImageUnderTest
 
 #: Containers started side by side at most: each start is mostly the engine's work.
 PARALLEL_STARTS = 4
+#: Containers of tests to come (not the session's) started and not yet taken, at most: the
+#: next tests' are up in time, and a long suite does not run all its services at once.
+WINDOW = 2
 #: How long closing waits for starts still in flight, so none is left behind (seconds).
 CLOSE_WAIT_SECONDS = 60.0
 
@@ -44,16 +48,19 @@ class Ahead:
     """Containers being started, or started, for tests still to come.
 
     ``start(key, image, options)`` starts one in a background thread (``image`` may be a
-    function that finds the image first); ``take(key, options)`` gives it to the test that
-    needs it: the running container, or the start's error raised. :meth:`close` waits for
-    starts in flight and removes what no test took. Keys are the caller's: one container
-    per key.
+    function that finds the image first); ``queued=True`` starts it once fewer than
+    :data:`WINDOW` queued ones wait for their tests, in the order queued. ``take(key,
+    options, image)`` gives it to the test that needs it: the running container, or the
+    start's error raised. :meth:`close` waits for starts in flight and removes what no test
+    took. Keys are the caller's: one container per key.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._lock = threading.Lock()
         self._pending: dict[Hashable, tuple[str, Future[RunningContainer]]] = {}
+        self._queue: deque[tuple[Hashable, Any, dict[str, Any]]] = deque()
+        self._from_queue: set[Hashable] = set()
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
 
@@ -62,16 +69,43 @@ class Ahead:
         key: Hashable,
         image: ImageUnderTest | Callable[[], ImageUnderTest],
         options: Mapping[str, Any],
+        *,
+        queued: bool = False,
     ) -> None:
         """Start a container of ``image`` with ``options`` (:meth:`Engine.run`'s keyword
         arguments) in the background, unless one was started for ``key`` already."""
         with self._lock:
             if self._closed or key in self._pending:
                 return
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(PARALLEL_STARTS, "imagecheck-ahead")
-            future = self._pool.submit(self._run, image, dict(options))
-            self._pending[key] = (options_key(options), future)
+            if queued:
+                self._queue.append((key, image, dict(options)))
+                self._fill()
+            else:
+                self._submit(key, image, dict(options))
+
+    def _submit(self, key: Hashable, image: Any, options: dict[str, Any]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(PARALLEL_STARTS, "imagecheck-ahead")
+        future = self._pool.submit(self._run, image, options)
+        self._pending[key] = (options_key(options), future)
+
+    def _fill(self) -> None:
+        """Start queued containers while fewer than WINDOW wait (the lock is held)."""
+        while self._queue and len(self._from_queue) < WINDOW and not self._closed:
+            key, image, options = self._queue.popleft()
+            if key not in self._pending:
+                self._submit(key, image, options)
+                self._from_queue.add(key)
+
+    def _release(self, key: Hashable) -> tuple[str, Future[RunningContainer]] | None:
+        """Stop tracking ``key``: its container, if started, is the caller's; the next
+        queued one may start."""
+        with self._lock:
+            self._queue = deque(entry for entry in self._queue if entry[0] != key)
+            pending = self._pending.pop(key, None)
+            self._from_queue.discard(key)
+            self._fill()
+        return pending
 
     def _run(
         self, image: ImageUnderTest | Callable[[], ImageUnderTest], options: dict[str, Any]
@@ -91,8 +125,7 @@ class Ahead:
         A container started ahead that is not what was asked (other options, or an image
         retagged since) is removed.
         """
-        with self._lock:
-            pending = self._pending.pop(key, None)
+        pending = self._release(key)
         if pending is None:
             return None
         wanted, future = pending
@@ -105,8 +138,7 @@ class Ahead:
 
     def discard(self, key: Hashable) -> None:
         """No test needs the container started for ``key``: remove it once started."""
-        with self._lock:
-            pending = self._pending.pop(key, None)
+        pending = self._release(key)
         if pending is not None:
             pending[1].add_done_callback(self._remove_started)
 
@@ -120,6 +152,7 @@ class Ahead:
         with self._lock:
             self._closed = True
             pending, self._pending = list(self._pending.values()), {}
+            self._queue.clear()
             pool, self._pool = self._pool, None
         if pool is None:
             return

@@ -261,3 +261,41 @@ def test_with_image_named_the_session_container_starts_while_pytest_collects(
     # Selected tests that need no container: the one started for them is removed.
     pytester.runpytest(f"--image={sample_image}", "-k", "test_not").assert_outcomes(passed=1)
     assert not leftovers(client, os.getpid())
+
+
+def test_only_the_next_tests_containers_are_up_ahead(pytester, sample_image, client) -> None:
+    """Five tests that each get a container of their own: two are started ahead at a time
+    (the next tests'), not all five at once; each test still gets its own."""
+    pytester.makepyfile(
+        """
+        import os
+        import time
+
+        import docker
+        import pytest
+        from pytest_imagecheck import container_fixture
+        from pytest_imagecheck.engine import LABEL_PID, LABEL_TEST
+
+        own = container_fixture(env={"N": "1"})
+        NAMES = set()
+
+        def test_first(image):
+            api = docker.from_env().api
+            most = 0
+            for _ in range(30):  # the first ones come up meanwhile
+                mine = [f"{LABEL_PID}={os.getpid()}", LABEL_TEST]  # the tests' own
+                up = api.containers(all=True, filters={"label": mine})
+                most = max(most, len(up))
+                time.sleep(0.2)
+            print("UP AHEAD", most)
+
+        @pytest.mark.parametrize("i", range(5))
+        def test_each(own, i):
+            NAMES.add(own.name)
+            assert len(NAMES) == i + 1
+        """
+    )
+    result = pytester.runpytest(f"--image={sample_image}", "-s")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*UP AHEAD 2"])
+    assert not leftovers(client, os.getpid())

@@ -34,6 +34,8 @@ from .session import STATE, is_worker, worker_input
 _PLAN = pytest.StashKey[dict[str | None, list["_Start"]]]()
 #: Whether the selected tests read image layers: in a family session, they are read ahead.
 _LAYERS = pytest.StashKey[bool]()
+#: On a test: the keys of the containers started ahead for it alone.
+_ITEM_KEYS = pytest.StashKey[list[Hashable]]()
 #: This process's containers started ahead.
 _AHEAD = pytest.StashKey[Ahead]()
 
@@ -177,6 +179,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         for run_options in static:
             options = run_container_options(item.nodeid, run_options)
             starts.append(_Start(run_container_key(item.nodeid, options), options))
+            item.stash.setdefault(_ITEM_KEYS, []).append(starts[-1].key)
     config.stash[_PLAN] = {member: starts for member, starts in plan.items() if starts}
     ahead = config.stash.get(_AHEAD, None)
     session_container = _Start(session_container_key(None), session_container_options(config))
@@ -197,6 +200,16 @@ def _ahead(config: pytest.Config, engine: Engine) -> Ahead:
     return ahead
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """A test that ended without taking a container started for it (skipped, or failed in
+    another fixture) leaves it to be removed, so the next tests' containers can start."""
+    ahead = item.config.stash.get(_AHEAD, None)
+    if ahead is not None:
+        for key in item.stash.get(_ITEM_KEYS, []):
+            ahead.discard(key)
+
+
 def _fixture_defs(item: pytest.Item) -> dict[str, Any]:
     """The fixture definitions ``item`` uses, by name (pytest's, as plugins read them)."""
     info = getattr(item, "_fixtureinfo", None)
@@ -215,8 +228,10 @@ def start_ahead(
     if engine is None:
         return
     ahead = _ahead(config, engine)
+    session_key = session_container_key(member)
     for start in starts:
-        ahead.start(start.key, image, start.options)
+        # The session container now; the tests' own in test order, a few at a time.
+        ahead.start(start.key, image, start.options, queued=start.key != session_key)
 
 
 def read_layers_ahead(config: pytest.Config) -> bool:
