@@ -47,7 +47,7 @@ from .engine import check_reference, shared_keeps
 from .errors import BuildFailed, ImageCheckError, ImageNotFound
 from .kinds import Invalid, shown
 from .layers import KeepContent, LayerContents, LayerPool, read_saved_images
-from .yamlfile import YamlMapping, load_yaml
+from .yamlfile import YamlMapping, load_yaml, read_text
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -330,14 +330,7 @@ def load_family(path: Path, *, if_declared: bool = False) -> Family | None:
     declaration and for a cycle in the builds. With ``if_declared``, a file that is not a
     YAML mapping declares none (the criteria file it also is reports what is wrong with it).
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FamilyError(
-            f"{path}: cannot be read ({exc.strerror or exc}): check the path"
-        ) from None
-    except UnicodeDecodeError:
-        raise FamilyError(f"{path}: is not UTF-8 text: save it as UTF-8") from None
+    text = read_text(path, FamilyError)
     try:
         try:
             document = load_yaml(text)

@@ -34,7 +34,7 @@ from .checks import cuda, endpoint, health, healthcheck, pinning, secrets, size,
 from .declaration import Check, Key
 from .errors import ImageCheckError
 from .kinds import REASON, SPEC_FILE, TEXT, Invalid, Kind, WrongType, shown
-from .yamlfile import YamlMapping, YamlSequence, load_yaml
+from .yamlfile import YamlMapping, YamlSequence, load_yaml, read_text
 
 __all__ = [
     "CHECKS",
@@ -179,15 +179,7 @@ def load_spec(path: str | os.PathLike[str], members: Sequence[str] | None = None
 
     ``members`` are the ids of the session's image family (None: one image under test).
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(
-            f"{os.fspath(path)}: cannot be read ({exc.strerror or exc}): check the path"
-        ) from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{os.fspath(path)}: is not UTF-8 text: save it as UTF-8") from None
-    return parse_spec(text, path, members)
+    return parse_spec(read_text(path, SpecError), path, members)
 
 
 def parse_spec(

@@ -13,14 +13,29 @@ dependency for what the loader below does in a few lines.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .kinds import Invalid, shown
 
-__all__ = ["YamlMapping", "YamlSequence", "load_yaml"]
+__all__ = ["YamlMapping", "YamlSequence", "load_yaml", "read_text"]
+
+
+def read_text(path: str | os.PathLike[str], error: type[Exception]) -> str:
+    """The text of the YAML file at ``path``; ``error`` (one line naming the file and the
+    fix) when it cannot be read or is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(
+            f"{os.fspath(path)}: cannot be read ({exc.strerror or exc}): check the path"
+        ) from None
+    except UnicodeDecodeError:
+        raise error(f"{os.fspath(path)}: is not UTF-8 text: save it as UTF-8") from None
 
 
 class YamlMapping(dict[Any, Any]):
