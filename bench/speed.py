@@ -69,8 +69,8 @@ def base_digest() -> str:
     return out.strip().splitlines()[-1]
 
 
-_DURATION = re.compile(r"^(\d+\.\d+)s (setup|call|teardown)\s+(\S+)")
-_WORKER = re.compile(r"^\[(gw\d+)\] \[\s*\d+%\] \w+ (\S+)")
+_DURATION = re.compile(r"^(\d+\.\d+)s (setup|call|teardown)\s+(.+?)\s*$")
+_WORKER = re.compile(r"^\[(gw\d+)\] \[\s*\d+%\] \w+ (.+?)\s*$")
 _SESSION = re.compile(r" in (\d+\.\d+)s")
 
 
