@@ -223,46 +223,6 @@ def test_a_removal_is_asked_for_not_waited_for_and_leaves_nothing(client, sample
     assert wait_for(lambda: not client.containers.list(all=True, filters={"id": running.id}))
 
 
-COLLECTING = """
-    import re
-    import time
-    from datetime import datetime
-
-    SEEN = {}
-
-    def pytest_collection_modifyitems(items):
-        time.sleep(1.5)  # collection that takes a while: the container comes up meanwhile
-        SEEN["collected"] = time.time()
-
-    def created(container):
-        stamp = re.sub(r"(\\\\.\\\\d{1,6})\\\\d*", r"\\\\1", container.attrs["Created"].rstrip("Z"))
-        return datetime.fromisoformat(stamp + "+00:00").timestamp()
-"""
-
-
-def test_with_image_named_the_session_container_starts_while_pytest_collects(
-    pytester, sample_image, client
-) -> None:
-    pytester.makeconftest(COLLECTING)
-    pytester.makepyfile(
-        """
-        from conftest import SEEN, created
-
-        def test_uses_it(container):
-            print("DURING COLLECTION", created(container) < SEEN["collected"])
-
-        def test_not(image):
-            pass
-        """
-    )
-    result = pytester.runpytest(f"--image={sample_image}", "-s")
-    result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*DURING COLLECTION True"])
-    # Selected tests that need no container: the one started for them is removed.
-    pytester.runpytest(f"--image={sample_image}", "-k", "test_not").assert_outcomes(passed=1)
-    assert not leftovers(client, os.getpid())
-
-
 def test_only_the_next_tests_containers_are_up_ahead(pytester, sample_image, client) -> None:
     """Five tests that each get a container of their own: two are started ahead at a time
     (the next tests'), not all five at once; each test still gets its own."""

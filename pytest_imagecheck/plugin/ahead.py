@@ -5,10 +5,9 @@ Known before a test runs: the session ``container`` of each image (a test uses i
 container of each ``imagecheck.yaml`` criterion that starts its own (``hardened``), that of
 each :func:`container_fixture` a test uses, and, in a family session, the members' layers
 (a criterion or the evidence report reads them). A ``run_container(...)`` call in a test is
-not known before it runs, and starts on demand.
-With one image named by ``--image``, its session container starts when the session does,
-while pytest collects. ``--no-start-ahead`` starts every container on demand, one service
-up at a time.
+not known before it runs, and starts on demand. With one image named by ``--image``, they
+start when collection ends. ``--no-start-ahead`` starts every container on demand, one
+service up at a time.
 """
 
 from __future__ import annotations
@@ -130,24 +129,6 @@ def _engine(config: pytest.Config) -> Engine | None:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """With one image named by ``--image``, start its session container now, while pytest
-    collects: most suites use it. If none of the selected tests does, it is removed once
-    they are known."""
-    config = session.config
-    settings = config.stash[SETTINGS]
-    if not _starts_ahead(config) or not settings.image or settings.build is not None:
-        return
-    engine = _engine(config)
-    if engine is not None:
-        _ahead(config, engine).start(
-            session_container_key(None),
-            lambda: engine.image(settings.image),  # type: ignore[arg-type]
-            session_container_options(config),
-        )
-
-
-@pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Plan the containers the selected tests will need; with one image named by
     ``--image``, start them now, while the tests before them run."""
@@ -181,10 +162,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             starts.append(_Start(run_container_key(item.nodeid, options), options))
             item.stash.setdefault(_ITEM_KEYS, []).append(starts[-1].key)
     config.stash[_PLAN] = {member: starts for member, starts in plan.items() if starts}
-    ahead = config.stash.get(_AHEAD, None)
-    session_container = _Start(session_container_key(None), session_container_options(config))
-    if ahead is not None and session_container not in plan.get(None, []):
-        ahead.discard(session_container.key)  # started at session start, for no test
     if settings.image and settings.build is None and None in config.stash[_PLAN]:
         engine = _engine(config)
         if engine is not None:

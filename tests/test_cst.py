@@ -1,0 +1,473 @@
+"""container-structure-test files run natively (issue 16): reading them as CST does, the Go
+behaviour its verdicts depend on, collection, bad input, and the sharing of a container that
+no verdict may see. ``tests/test_cst_differential.py`` compares every verdict with the binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tarfile
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import docker
+import pytest
+
+from pytest_imagecheck.cst import golang
+from pytest_imagecheck.cst.runner import _own_container
+from pytest_imagecheck.cst.schema import (
+    CommandTest,
+    CstError,
+    CstFile,
+    FileExistenceTest,
+    parse_cst,
+    validation_errors,
+)
+from pytest_imagecheck.engine import LABEL_PID
+from tests.conftest import leftovers, wait_for
+
+# --- reading a file as yaml.v2 does -----------------------------------------------------------
+
+
+def _decode(body: str) -> CstFile:
+    return parse_cst("schemaVersion: 2.0.0\n" + textwrap.dedent(body))
+
+
+def test_values_decode_as_yaml_v2_decodes_them_not_as_pyyaml() -> None:
+    cst = _decode(
+        """\
+        fileExistenceTests:
+          - {name: a, path: /x, shouldExist: n, uid: 0x3e8, gid: 01750}
+          - {name: b, path: /x, uid: 1_000, gid: 1000.9}
+          - {name: c, path: /x, uid: ~, shouldExist: ~}
+          - {name: d, path: /x, shouldExist: On}
+        commandTests:
+          - name: e
+            command: env
+            exitCode: 2.9
+            envVars: [{key: MODE, value: 0644}, {key: FLAG, value: yes}]
+        """
+    )
+    first, second, third, fourth = cst.file_existence_tests
+    assert (first.should_exist, first.uid, first.gid) == (False, 1000, 1000)
+    assert (second.uid, second.gid) == (1000, 1000)
+    # null is Go's zero value, not the default: uid 0 is checked, shouldExist is false
+    assert (third.uid, third.should_exist) == (0, False)
+    assert fourth.should_exist is True
+    command = cst.command_tests[0]
+    assert command.exit_code == 2
+    assert [(v.key, v.value) for v in command.env_vars] == [("MODE", "0644"), ("FLAG", "yes")]
+
+
+def test_left_out_keys_take_cst_defaults() -> None:
+    test = _decode("fileExistenceTests:\n  - {name: a, path: /x}\n").file_existence_tests[0]
+    assert (test.should_exist, test.uid, test.gid) == (True, -1, -1)
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "words"),
+    [
+        (
+            "metadataTest:\n  env:\n    - {key: A, value: b}\n",
+            3,
+            'unknown key "env" in metadataTest (did you mean envVars?)',
+        ),
+        (
+            "fileExistenceTests:\n  - name: a\n    path: /x\n    uid: '0'\n",
+            5,
+            'fileExistenceTests[0].uid: expected an integer, got the string "0" (quoted)',
+        ),
+        (
+            "commandTests:\n  - name: a\n    command: echo\n    args: hello\n",
+            5,
+            "commandTests[0].args: expected a list of strings",
+        ),
+        (
+            "commandTests:\n  - name: a\n    command: echo\n    command: true\n",
+            5,
+            'duplicate key "command" in commandTests[0] (first on line 4)',
+        ),
+        ("fileTests: []\n", 2, 'unknown top-level key "fileTests"'),
+        ("commandTests:\n  - name: a\n    setup: [touch]\n", 4, "setup: [[touch, /tmp/ready]]"),
+    ],
+)
+def test_a_mistake_is_one_line_with_the_file_and_line(body: str, line: int, words: str) -> None:
+    with pytest.raises(CstError) as raised:
+        parse_cst("schemaVersion: 2.0.0\n" + body, "app/structure-test.yaml")
+    message = str(raised.value)
+    assert message.startswith(f"app/structure-test.yaml:{line}: "), message
+    assert words in message
+    assert "\n" not in message
+
+
+def test_schema_version_1_is_refused_with_the_reason() -> None:
+    with pytest.raises(CstError, match=r"st.yaml:1: schemaVersion 1.0.0 is .*first schema"):
+        parse_cst("schemaVersion: 1.0.0\ncommandTests: []\n", "st.yaml")
+
+
+@pytest.mark.parametrize("version", ["'2.0'", "3.0.0"])
+def test_an_unknown_schema_version_is_refused(version: str) -> None:
+    with pytest.raises(CstError, match=r"write schemaVersion: 2.0.0"):
+        parse_cst(f"schemaVersion: {version}\n")
+
+
+def test_what_cst_refuses_per_test_is_that_tests_failure_not_the_files() -> None:
+    cst = _decode(
+        """\
+        commandTests:
+          - command: echo
+          - name: no command
+          - {name: empty env, command: echo, envVars: [{key: A, value: ''}]}
+        fileExistenceTests:
+          - name: no path
+        """
+    )
+    errors = [validation_errors(t) for t in (*cst.command_tests, *cst.file_existence_tests)]
+    assert errors == [
+        ["Please provide a valid name for every test"],
+        ["Please provide a valid command to run for test no command"],
+        ["Please provide non-empty keys and values for all specified env vars"],
+        ["Please provide a valid file path for test no path"],
+    ]
+    assert validation_errors(CommandTest(name="ok", command="true")) == []
+    assert validation_errors(FileExistenceTest(name="ok", path="/x")) == []
+
+
+# --- the Go behaviour -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expanded"),
+    [
+        ("$APP_ENV/${APP_ENV}", "prod/prod"),
+        ("$NOPE.", "."),
+        ("$$ $1 ${}", "  "),
+        ("$(id) x$", "$(id) x$"),
+        ("${unclosed", "unclosed"),
+        ("${APP_ENV:-x}", ""),
+    ],
+)
+def test_expansion_is_go_os_expand(text: str, expanded: str) -> None:
+    assert golang.expand_env(text, {"APP_ENV": "prod"}) == expanded
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "matches"),
+    [
+        ("^hello$", "hello\n", False),
+        ("(?m)^hello$", "hello\n", True),
+        ("^hello\\n$", "hello\n", True),
+        ("v\\sx", "v\x0bx", False),  # Go's \s has no vertical tab
+        ("\\d", "\u0663", False),  # ASCII digits only
+        ("(?i)k", "\u212a", True),  # Unicode case folding: the Kelvin sign
+        ("(?<=x)y", "xy", None),  # no lookarounds
+        ("(a)\\1", "aa", None),  # no backreferences
+        ("a\\Cb", "axb", None),  # RE2 takes \C, Go does not
+        ("\\Qa\\Cb\\E", "a\\Cb", True),  # ...but quoted it is text
+        ("l{1001}", "l", None),
+    ],
+)
+def test_regular_expressions_are_go_re2(pattern: str, text: str, matches: bool | None) -> None:
+    assert golang.regexp_matches(pattern, text) is matches
+
+
+def test_invalid_utf8_becomes_one_replacement_per_byte_as_go_json_writes_it() -> None:
+    assert golang.decode(b"caf\xc3\xa9 \xe2\x82 x") == "café \ufffd\ufffd x"
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind", "shown"),
+    [
+        (0o100644, tarfile.REGTYPE, "-rw-r--r--"),
+        (0o104755, tarfile.REGTYPE, "urwxr-xr-x"),
+        (0o102750, tarfile.REGTYPE, "grwxr-x---"),
+        (0o41777, tarfile.DIRTYPE, "dtrwxrwxrwx"),
+        (0o120777, tarfile.SYMTYPE, "Lrwxrwxrwx"),
+        (0o20666, tarfile.CHRTYPE, "Dcrw-rw-rw-"),
+    ],
+)
+def test_modes_are_written_as_go_writes_them(mode: int, kind: bytes, shown: str) -> None:
+    info = tarfile.TarInfo("x")
+    info.mode, info.type = mode, kind
+    assert golang.file_mode(info) == shown
+
+
+def test_env_files_are_read_as_godotenv_reads_them() -> None:
+    text = (
+        "# comment\nA=1\nexport B=two\nC='single $A'\nD=\"double ${A}\\n\"\n"
+        "E=plain # note\nF=\nG: colon\n"
+    )
+    assert golang.parse_env_file(text) == {
+        "A": "1",
+        "B": "two",
+        "C": "single $A",
+        "D": "double 1\n",
+        "E": "plain",
+        "F": "",
+        "G": "colon",
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "own"),
+    [
+        (["echo", "hello"], False),
+        (["sh", "-c", "a && b || c"], False),
+        (["sh", "-c", "echo x 2>&1 >/dev/null"], False),
+        (["sh", "-c", "sleep 3 & echo started"], True),
+        (["ps"], True),
+        (["cat", "/proc/1/cmdline"], True),
+        (["sh", "-c", "kill -TERM 1"], True),
+        (["sh", "-c", "echo 1.2.3.4 x >> /etc/hosts"], True),
+    ],
+)
+def test_commands_that_could_tell_an_exec_from_pid_1_get_their_own_container(
+    argv: list[str], own: bool
+) -> None:
+    assert (_own_container(argv) is not None) is own
+
+
+# --- collection -------------------------------------------------------------------------------
+
+SIMPLE = """\
+schemaVersion: 2.0.0
+commandTests:
+  - name: says hello
+    command: echo
+    args: [hello]
+  - name: says hello
+    command: echo
+fileExistenceTests:
+  - name: the root
+    path: /
+licenseTests:
+  - debian: true
+metadataTest:
+  workdir: /
+"""
+
+
+def test_a_cst_file_given_on_the_command_line_is_collected_with_cst_names(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".yaml", checks=SIMPLE)
+    result = pytester.runpytest("--collect-only", "-q", "checks.yaml")
+    result.stdout.fnmatch_lines(
+        [
+            "checks.yaml::says hello",
+            "checks.yaml::says hello #2",
+            "checks.yaml::the root",
+            "checks.yaml::licenseTests",
+            "checks.yaml::metadataTest",
+        ]
+    )
+
+
+def test_cst_files_in_a_folder_are_collected_by_their_name_pattern(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".yaml", **{"app_structure-test": SIMPLE, "other": SIMPLE})
+    pytester.makefile(".yml", notcst_structure_test="version: 1\nitems: []\n")
+    result = pytester.runpytest("--collect-only", "-q")
+    result.stdout.fnmatch_lines(["app_structure-test.yaml::says hello", "*5 tests collected*"])
+    assert "other.yaml" not in result.stdout.str()
+    pytester.makeini("[pytest]\nimagecheck_cst = other.yaml\n")
+    result = pytester.runpytest("--collect-only", "-q")
+    result.stdout.fnmatch_lines(["other.yaml::says hello", "*5 tests collected*"])
+
+
+def test_a_bad_cst_file_stops_collection_with_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", checks="schemaVersion: 2.0.0\nmetadataTest:\n  env: []\n")
+    result = pytester.runpytest("checks.yaml")
+    result.stdout.fnmatch_lines(['*checks.yaml:3: unknown key "env" in metadataTest*'])
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
+@pytest.mark.parametrize(
+    ("options", "allow"),
+    [
+        ("privileged: true", "--cst-allow-privileged"),
+        ("bindMounts: ['/etc:/host-etc']", "--cst-allow-bind-mounts"),
+    ],
+)
+def test_privileged_and_bind_mounts_are_refused_unless_allowed_by_name(
+    pytester: pytest.Pytester, options: str, allow: str
+) -> None:
+    pytester.makefile(
+        ".yaml",
+        checks=f"schemaVersion: 2.0.0\ncontainerRunOptions:\n  {options}\n"
+        "commandTests:\n  - {name: a, command: 'true'}\n",
+    )
+    refused = pytester.runpytest("--collect-only", "checks.yaml")
+    refused.stdout.fnmatch_lines([f"*checks.yaml:3: containerRunOptions.*pass {allow} to allow it"])
+    allowed = pytester.runpytest("--collect-only", "-q", allow, "checks.yaml")
+    allowed.stdout.fnmatch_lines(["checks.yaml::a"])
+
+
+def test_a_cst_file_without_an_image_fails_as_other_criteria_files(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".yaml", checks=SIMPLE)
+    result = pytester.runpytest("checks.yaml")
+    result.stdout.fnmatch_lines(["*no image under test: pass --image REF*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+# --- on the engine ----------------------------------------------------------------------------
+
+SHARING = """\
+schemaVersion: 2.0.0
+commandTests:
+  - name: id
+    command: id
+    expectedOutput: ['uid=0']
+  - name: writes a file
+    command: touch
+    args: [/made]
+  - name: the file is gone
+    command: ls
+    args: [/made]
+  - name: starts a server that forks
+    command: httpd
+    args: [-p, '8081', -h, /]
+  - name: the server is gone
+    command: wget
+    args: [-q, -O-, 'http://127.0.0.1:8081/']
+  - name: echo
+    command: echo
+    args: [hello]
+    expectedOutput: ['^hello$']
+  - name: pwd
+    command: pwd
+    expectedOutput: ['^/\\n$']
+"""
+
+
+def _cases(report: Path) -> dict[str, tuple[bool, dict[str, str]]]:
+    cases = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        properties = {p.get("name") or "": p.get("value") or "" for p in case.iter("property")}
+        passed = case.find("failure") is None and case.find("error") is None
+        cases[str(case.get("name"))] = (passed, properties)
+    return cases
+
+
+@pytest.mark.parametrize("ahead", [[], ["--no-start-ahead"]], ids=["ahead", "on-demand"])
+def test_sharing_a_container_between_command_tests_changes_no_verdict(
+    pytester: pytest.Pytester, busybox: str, client: docker.DockerClient, ahead: list[str]
+) -> None:
+    pytester.makefile(".yaml", checks=SHARING)
+    result = pytester.runpytest(
+        f"--image={busybox}", "checks.yaml", "--junitxml=report.xml", *ahead
+    )
+    cases = _cases(pytester.path / "report.xml")
+    verdicts = {name: passed for name, (passed, _) in cases.items()}
+    assert verdicts == {
+        "id": True,
+        "writes a file": True,
+        "the file is gone": False,  # a fresh container in CST: no /made
+        "starts a server that forks": True,
+        "the server is gone": False,  # nothing listens in a fresh container
+        "echo": False,  # Go: $ is the end of the text, and echo ends with a newline
+        "pwd": True,
+    }, result.stdout.str()
+    ran_in = {name: props["imagecheck.cst_ran_in"] for name, (_, props) in cases.items()}
+    assert ran_in["id"].startswith("exec in shared container")
+    assert ran_in["pwd"].startswith("exec in shared container")
+    assert not leftovers(client, os.getpid())
+
+
+def test_a_failure_names_the_line_and_says_why_go_did_not_match(
+    pytester: pytest.Pytester, busybox: str
+) -> None:
+    pytester.makefile(".yaml", checks=SHARING)
+    result = pytester.runpytest(f"--image={busybox}", "checks.yaml", "-k", "echo")
+    result.stdout.fnmatch_lines(
+        [
+            "checks.yaml:18: stdout has no match for '^hello$': \"hello\\n\" (in Go ^ and $ "
+            "match only at the ends of the whole text: write (?m) before the pattern*"
+        ]
+    )
+
+
+def test_cst_tests_are_in_the_evidence_report(pytester: pytest.Pytester, busybox: str) -> None:
+    pytester.makefile(".yaml", checks=SHARING)
+    pytester.runpytest(
+        f"--image={busybox}", "checks.yaml", "-k", "id or pwd", "--imagecheck-report=r.json"
+    )
+    report = json.loads((pytester.path / "r.json").read_text())
+    text = json.dumps(report)
+    assert "Command Test: id" in text and "Command Test: pwd" in text
+
+
+def test_a_write_to_a_volume_is_gone_in_the_next_test(
+    pytester: pytest.Pytester, busybox: str, build_image
+) -> None:
+    image = build_image(f"FROM {busybox}\nVOLUME /data\n")
+    pytester.makefile(
+        ".yaml",
+        checks="schemaVersion: 2.0.0\ncommandTests:\n"
+        "  - {name: writes, command: touch, args: [/data/x]}\n"
+        "  - {name: reads, command: ls, args: [/data/x]}\n"
+        "  - {name: again, command: ls, args: [/data]}\n",
+    )
+    pytester.runpytest(f"--image={image}", "checks.yaml", "--junitxml=report.xml")
+    cases = _cases(pytester.path / "report.xml")
+    assert {name: passed for name, (passed, _) in cases.items()} == {
+        "writes": True,
+        "reads": False,
+        "again": True,
+    }
+    assert "volumes" in cases["reads"][1]["imagecheck.cst_ran_in"]
+
+
+def test_each_family_member_gets_each_cst_test(
+    pytester: pytest.Pytester, busybox: str, build_image
+) -> None:
+    other = build_image(f"FROM {busybox}\nLABEL member=two\n", tag="imagecheck-test/cst-two:1")
+    pytester.makefile(
+        ".yaml",
+        checks="schemaVersion: 2.0.0\ncommandTests:\n  - {name: true, command: 'true'}\n"
+        "metadataTest:\n  cmd: [sh]\n",
+    )
+    result = pytester.runpytest(
+        f"--image=one={busybox}", f"--image=two={other}", "checks.yaml", "-v"
+    )
+    result.stdout.fnmatch_lines_random(
+        [
+            "*checks.yaml::true?one? PASSED*",
+            "*checks.yaml::true?two? PASSED*",
+            "*checks.yaml::metadataTest?one? PASSED*",
+            "*checks.yaml::metadataTest?two? PASSED*",
+        ]
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_containers_and_committed_images_are_removed_on_interrupt(
+    pytester: pytest.Pytester, inner_pytest, busybox: str, client: docker.DockerClient, sig
+) -> None:
+    pytester.makefile(
+        ".yaml",
+        checks="schemaVersion: 2.0.0\ncommandTests:\n"
+        "  - {name: quick, command: 'true'}\n"
+        "  - {name: slow, command: sleep, args: ['60']}\n"
+        "  - {name: set up, setup: [[touch, /x], [sleep, '60']], command: 'true'}\n"
+        "  - {name: after, command: 'true'}\n",
+    )
+    run = inner_pytest(f"--image={busybox}", "checks.yaml")
+
+    def running() -> list[str]:
+        found = client.api.containers(filters={"label": [f"{LABEL_PID}={run.pid}"]})
+        return [c["Command"] for c in found]
+
+    assert wait_for(lambda: any("sleep 60" in c for c in running()), timeout=60), running()
+    run.signal(sig)
+    code, output = run.finish()
+    assert code == pytest.ExitCode.INTERRUPTED, output
+    assert leftovers(client, run.pid) == [], output
+    committed = client.api.images(filters={"dangling": True, "label": f"{LABEL_PID}={run.pid}"})
+    assert committed == []
