@@ -8,8 +8,8 @@ A container started ahead is the one the test would have started: the same image
 and labels. Only its age differs, and :meth:`RunningContainer.wait_ends` takes that back:
 a wait on it ends earlier by the time it was up before its test took it, so a service
 never gets more time to become ready than a start on demand would give it (and when that
-head start is longer than the wait, it is replaced by a container started then). A start
-that fails fails the test that takes it, with the same error.
+head start is longer than the wait, a ready answer is not taken as proof: not measured). A
+start that fails fails the test that takes it, with the same error.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class Ahead:
     ) -> RunningContainer:
         found = image if isinstance(image, ImageUnderTest) else image()
         running = self._engine.run(found, **options)
-        running.started_ahead(lambda: self._engine.run(found, **options))
+        running.started_ahead()
         return running
 
     def take(

@@ -9,7 +9,7 @@ import re
 import sys
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, overload
@@ -200,9 +200,8 @@ class RunningContainer:
         self.stopped_on_purpose = False
         #: The GPUs it was given (``docker run --gpus``), if any.
         self.gpus: str | None = None
-        #: Started ahead of its test: when it was ready, and how to start another like it.
+        #: Started ahead of its test and not yet taken: when it was ready.
         self._ready_ahead: float | None = None
-        self._start_again: Callable[[], RunningContainer] | None = None
         #: Seconds it is older than a container started on demand for its test would be.
         self._head_start = 0.0
 
@@ -625,11 +624,10 @@ class RunningContainer:
                 return
             time.sleep(min(0.05, left))
 
-    def started_ahead(self, start_again: Callable[[], RunningContainer]) -> None:
-        """Mark it started ahead of the test that will use it, ready now;
-        ``start_again`` starts another like it (see :meth:`wait_ends`)."""
+    def started_ahead(self) -> None:
+        """Mark it started ahead of the test that will use it, ready now (see
+        :meth:`wait_ends`)."""
         self._ready_ahead = time.monotonic()
-        self._start_again = start_again
 
     def handed_over(self) -> None:
         """The test it was started ahead for has it now: from here on it is older, by the
@@ -640,20 +638,29 @@ class RunningContainer:
 
     def wait_ends(self, seconds: float) -> float:
         """The ``time.monotonic()`` by which a wait of ``seconds`` starting now (for an
-        answer, for health) must end.
+        answer, for health) must end: now plus ``seconds``, less the head start of a
+        container started ahead of its test, so a service never gets more time to become
+        ready than a start on demand would give it.
 
-        Now plus ``seconds``; less the head start of a container started ahead of its test,
-        so a service never gets more time to become ready than a start on demand would give
-        it. When the head start is longer than the wait, an answer now could not tell
-        whether the service would have been ready in time: the container is replaced by one
-        started now, as on demand. Once a wait succeeds the service is known ready, and the
-        head start no longer matters (:meth:`waited`).
+        When the head start is longer than that, the moment has passed before the wait
+        begins: a first answer that is ready cannot tell whether the service would have been
+        ready in time (:meth:`head_start_hides`). Once a wait succeeds the service is known
+        ready, and the head start no longer matters (:meth:`waited`).
         """
-        if self._head_start > seconds and self._start_again is not None:
-            replaced, fresh = self._container, self._start_again()
-            self.__dict__.update(fresh.__dict__)  # this object is the test's container
-            self.engine.remove_later(replaced)
         return time.monotonic() + seconds - self._head_start
+
+    def head_start_hides(self, ends: float, answered: float) -> str | None:
+        """Why an answer at ``answered`` (``time.monotonic()``) proves nothing about a wait
+        that had to end at ``ends``: the container was started ahead and the answer came
+        after ``ends``; None when it proves what it says."""
+        if answered <= ends or self._head_start <= 0:
+            return None
+        return (
+            f"the container was started {self._head_start:.1f}s before this test took it (it "
+            "was started ahead), longer than the wait allows: whether the service would have "
+            "been ready in time after a start on demand was not measured; give a timeout "
+            "longer than the tests before this one take, or run with --no-start-ahead"
+        )
 
     def waited(self) -> None:
         """A wait on it succeeded: the service is ready, whenever it was started."""

@@ -129,8 +129,9 @@ def test_a_hardened_criterions_container_starts_before_it(pytester, sample_image
         (1, 1, 20, "passed"),
         # not ready 4s after its start: fails, although the container was up 3s before
         (6, 3, 4, "failed"),
-        # up longer before its test than the wait: replaced by one started now; fails
-        (3, 5, 2, "failed"),
+        # up longer before its test than the wait, and ready: whether it would have been
+        # ready in time is not measured, and said so; never a pass
+        (3, 5, 2, "not measured"),
     ],
 )
 def test_a_head_start_never_lengthens_a_wait(
@@ -151,9 +152,12 @@ def test_a_head_start_never_lengthens_a_wait(
         """
     )
     result = pytester.runpytest(f"--image={service_image}")
-    result.assert_outcomes(passed=1 + (outcome == "passed"), failed=int(outcome == "failed"))
+    result.assert_outcomes(passed=1 + (outcome == "passed"), failed=int(outcome != "passed"))
     if outcome == "failed":
         result.stdout.fnmatch_lines([f"*/health/ready not ready after {timeout}s*"])
+    if outcome == "not measured":
+        result.stdout.fnmatch_lines(["*/health/ready answered 200, but the container was*"])
+        result.stdout.fnmatch_lines(["*not measured*--no-start-ahead*"])
     assert not leftovers(client, os.getpid())
 
 
@@ -258,4 +262,38 @@ def test_only_the_next_tests_containers_are_up_ahead(pytester, sample_image, cli
     result = pytester.runpytest(f"--image={sample_image}", "-s")
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*UP AHEAD 2"])
+    assert not leftovers(client, os.getpid())
+
+
+def test_a_container_started_ahead_is_the_tests_own_until_the_end(
+    pytester, sample_image, client
+) -> None:
+    """What a test does to its container before a wait stays done (a file written, a stop):
+    the container is never swapped for another behind its back."""
+    pytester.makepyfile(
+        """
+        import time
+
+        import pytest
+        from pytest_imagecheck import assert_endpoint_ready, container_fixture
+
+        root = container_fixture(user="0")
+
+        def test_first(image):
+            time.sleep(3)
+
+        def test_written_then_waited(root):
+            before = root.id
+            assert root.exec(["sh", "-c", "echo v2 > /srv/www/version"]).exit_code == 0
+            assert_endpoint_ready(root, "/version", timeout="30s")
+            assert root.id == before
+
+        def test_stopped_then_waited(root):
+            root.stop()
+            with pytest.raises(Exception, match="exited|stopped"):
+                assert_endpoint_ready(root, "/", timeout="30s")
+        """
+    )
+    result = pytester.runpytest(f"--image={sample_image}")
+    result.assert_outcomes(passed=3)
     assert not leftovers(client, os.getpid())

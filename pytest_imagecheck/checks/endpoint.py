@@ -247,7 +247,6 @@ def assert_endpoint_ready(
     def masked(text: str) -> str:
         return mask_text(text, env)
 
-    # First: a container started ahead of its test may be replaced by one started now.
     ends = container.wait_ends(deadline.total_seconds())
     url = container.url(port if port is not None else default_port(container), path)
     attempts = 0
@@ -292,7 +291,8 @@ def assert_endpoint_ready(
     last = wait_until(
         poll, done, seconds=deadline.total_seconds(), interval=pause.total_seconds(), until=ends
     )
-    if last.matches:
+    hidden = container.head_start_hides(ends, time.monotonic()) if last.matches else None
+    if last.matches and hidden is None:
         container.waited()
     waited = timedelta(seconds=round(time.monotonic() - started, 3))
     record(
@@ -306,9 +306,12 @@ def assert_endpoint_ready(
         final_location=masked(last.location) if last.location is not None else None,
         final_error=last.error,
         attempts=attempts,
-        time_to_ready=waited if last.matches else None,
+        time_to_ready=waited if last.matches and hidden is None else None,
         waited=waited,
+        **({"not_measured": hidden} if hidden else {}),
     )
+    if hidden:
+        raise AssertionError(f"{path} answered {last.status}, but {hidden}")
     if last.stopped:
         raise AssertionError(last.stopped)
     if not last.matches:

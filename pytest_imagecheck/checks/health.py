@@ -125,7 +125,6 @@ def assert_healthy(
         if timeout is not None
         else default_health_timeout(health)
     )
-    # First: a container started ahead of its test may be replaced by one started now.
     ends = container.wait_ends(deadline.total_seconds())
     started = time.monotonic()
     own = None if wait_for_engine else _OwnProbe(container, health)
@@ -147,6 +146,7 @@ def assert_healthy(
             until=ends,
             interval=PROBE_INTERVAL if own else min(health.interval.total_seconds(), 0.5),
         )
+        answered = time.monotonic()
     finally:
         if own is not None:
             own.close()
@@ -168,6 +168,9 @@ def assert_healthy(
             f"health is {final}{probe_not_run(container)}; "
             f"last probes:\n{probe_lines(container)}"
         )
+    hidden = container.head_start_hides(ends, answered)
+    if hidden:
+        raise AssertionError(f"container {container.name} is healthy, but {hidden}")
     container.waited()
 
 
