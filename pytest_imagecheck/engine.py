@@ -23,7 +23,7 @@ import secrets
 import signal
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from typing import TYPE_CHECKING, Any
@@ -200,6 +200,57 @@ def parse_gpus(value: str) -> DeviceRequest:
         f"--gpus {value!r} is not understood: use all, a count like 2, or device=0,1 "
         "(as for docker run --gpus)"
     )
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+def _string_map(value: object) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
+#: Each run option's test, and what it takes, for :func:`check_run_options`.
+_RUN_OPTIONS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "command": (lambda v: isinstance(v, str) or _strings(v), "a string or a list of strings"),
+    "entrypoint": (lambda v: isinstance(v, str) or _strings(v), "a string or a list of strings"),
+    "env": (_string_map, 'a mapping of names to strings, like {"MODE": "ro"}'),
+    "user": (lambda v: isinstance(v, str), 'a user name or id as a string, like "1000"'),
+    "ports": (
+        lambda v: (
+            isinstance(v, (list, tuple))
+            and all(isinstance(p, (int, str)) and not isinstance(p, bool) for p in v)
+        ),
+        'a list of ports, like [8080, "53/udp"]',
+    ),
+    "read_only": (lambda v: isinstance(v, bool), "true or false"),
+    "tmpfs": (_string_map, 'a mapping of paths to mount options, like {"/tmp": ""}'),
+    "cap_drop": (_strings, 'a list of capabilities, like ["ALL"]'),
+    "security_opt": (_strings, 'a list of options, like ["no-new-privileges"]'),
+    "gpus": (lambda v: isinstance(v, str), 'a --gpus value, like "all" or "device=0"'),
+}
+
+
+def check_run_options(options: Mapping[str, object]) -> None:
+    """Raise :class:`ImageCheckError` (one line) for a container run option (of
+    ``run_container`` or ``container_fixture``) of the wrong type or value; None values are
+    the defaults."""
+    for name, value in options.items():
+        if value is None or name not in _RUN_OPTIONS:
+            continue
+        test, takes = _RUN_OPTIONS[name]
+        if not test(value):
+            raise ImageCheckError(f"run option {name}={value!r}: expected {takes}")
+        if name == "gpus":
+            try:
+                parse_gpus(str(value))
+            except ImageCheckError:
+                raise ImageCheckError(
+                    f"run option gpus={value!r} is not understood: use all, a count like 2, "
+                    "or device=0,1 (as for docker run --gpus)"
+                ) from None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -389,6 +440,20 @@ class Engine:
         """
         from .container import RunningContainer
 
+        check_run_options(
+            {
+                "command": command,
+                "entrypoint": entrypoint,
+                "env": env,
+                "user": user,
+                "ports": ports,
+                "read_only": read_only,
+                "tmpfs": tmpfs,
+                "cap_drop": cap_drop,
+                "security_opt": security_opt,
+                "gpus": gpus,
+            }
+        )
         wanted = image.exposed_ports if ports is None else [port_key(p) for p in ports]
         kwargs: dict[str, Any] = {
             "command": command,

@@ -297,3 +297,46 @@ def test_a_container_started_ahead_is_the_tests_own_until_the_end(
     result = pytester.runpytest(f"--image={sample_image}")
     result.assert_outcomes(passed=3)
     assert not leftovers(client, os.getpid())
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        ('env=["A=1", 3]', "run option env=*: expected a mapping of names to strings*"),
+        ('tmpfs="/tmp"', "run option tmpfs='/tmp': expected a mapping of paths*"),
+        ('ports="8080"', "run option ports='8080': expected a list of ports*"),
+        ('read_only="no"', "run option read_only='no': expected true or false"),
+        ('command=["sh", "-c", 5]', "run option command=*: expected a string or a list*"),
+        ('gpus="two"', "run option gpus='two' is not understood*"),
+        ('cap_drop="ALL"', "run option cap_drop='ALL': expected a list of capabilities*"),
+        ('image="x:1"', "*unknown option 'image'*always of the image under test*"),
+    ],
+)
+def test_a_bad_run_option_is_one_line_naming_it(pytester, sample_image, option, says) -> None:
+    """In container_fixture, when the test module is imported; in run_container, when the
+    test calls it: one line, never a traceback from docker-py or the engine's JSON."""
+    pytester.makepyfile(
+        f"""
+        from pytest_imagecheck import container_fixture
+
+        bad = container_fixture({option})
+
+        def test_it(bad):
+            pass
+        """
+    )
+    result = pytester.runpytest(f"--image={sample_image}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*container_fixture: {says}"])
+    if option.startswith("image="):
+        return
+    pytester.makepyfile(
+        f"""
+        def test_it(run_container):
+            run_container({option})
+        """
+    )
+    result = pytester.runpytest(f"--image={sample_image}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*{says}"])
+    assert "Traceback" not in result.stdout.str()

@@ -65,15 +65,19 @@ def container_fixture(**options: Any) -> Any:
     Raises TypeError, when the test module is imported, for an option ``run_container``
     does not take.
     """
-    from ..engine import Engine
+    from ..engine import Engine, check_run_options
 
     accepted = set(inspect.signature(Engine.run).parameters) - {"self", "image", "labels"}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise TypeError(
             f"container_fixture: unknown option {unknown[0]!r}: it takes "
-            f"{', '.join(sorted(accepted))}"
+            f"{', '.join(sorted(accepted))} (always of the image under test)"
         )
+    try:
+        check_run_options(options)
+    except ImageCheckError as exc:
+        raise TypeError(f"container_fixture: {exc}") from None
 
     def fixture(run_container: Callable[..., RunningContainer]) -> RunningContainer:
         return run_container(**options)
