@@ -125,10 +125,11 @@ def service_image(client: docker.DockerClient, debian: str) -> str:
     return images.build(client, images.HERE / "service", "imagecheck-test/service:1")
 
 
-def leftovers(client: docker.DockerClient, pid: int) -> list[str]:
+def leftovers(client: docker.DockerClient, pid: int, wait: float = 10) -> list[str]:
     """Names of containers the plugin labelled with process ``pid`` that still exist, once
     the removals it asked for at the end of its session are done (the engine finishes them
-    after the session, in a fraction of a second: up to 10 s is waited for)."""
+    after the session, in a fraction of a second: up to ``wait`` seconds are waited for; 0
+    to see what is left at once, before another session's sweep could remove it)."""
 
     def found() -> list[str]:
         listed = client.api.containers(
@@ -136,7 +137,8 @@ def leftovers(client: docker.DockerClient, pid: int) -> list[str]:
         )
         return [c["Names"][0].lstrip("/") for c in listed]
 
-    wait_for(lambda: not found(), timeout=10, interval=0.1)
+    if wait:
+        wait_for(lambda: not found(), timeout=wait, interval=0.1)
     return found()
 
 

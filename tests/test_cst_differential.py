@@ -207,7 +207,8 @@ def _remove_cst_leftovers(client: docker.DockerClient) -> None:
             return
         for image in dangling:
             with contextlib.suppress(docker.errors.APIError):
-                client.api.remove_image(image, force=True)
+                # noprune: never an untagged parent, which another test's build may be using
+                client.api.remove_image(image, force=True, noprune=True)
 
 
 @pytest.fixture

@@ -550,7 +550,7 @@ class Runner:
             if self.engine.keep_containers:
                 break  # the kept setup containers are of these images
             with contextlib.suppress(*ENGINE_ERRORS):
-                self._api.remove_image(image, force=True, noprune=False)
+                self._api.remove_image(image, force=True, noprune=True)
         self._pool.shutdown(wait=False)
         self._verify.shutdown(wait=False)
         self._checks.shutdown(wait=False)
