@@ -685,6 +685,8 @@ _EXEC_IN_STOPPED = re.compile(
     rb"cannot exec in a (?:stopped|deleted) (?:state|container)|task [0-9a-f]+ not found"
     # runc joining the namespaces of a PID 1 that has just exited
     rb"|error executing setns process"
+    # containerd's shim gone with the container's task, mid-exec
+    rb"|ttrpc: closed"
 )
 
 #: How long the engine may take to record a stop that the runtime already reported.

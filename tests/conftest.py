@@ -74,7 +74,7 @@ def build_image(client: docker.DockerClient) -> Iterator[Callable[..., str]]:
     yield build
     for ref in made:
         with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(ref, force=True)
+            client.images.remove(ref, force=True, noprune=True)
 
 
 def _free_port() -> int:

@@ -172,7 +172,7 @@ def tagged(client) -> Iterator[list[str]]:
     yield tags
     for tag in tags:
         with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(tag, force=True)
+            client.images.remove(tag, force=True, noprune=True)
 
 
 def _arch_context(path: Path) -> Path:

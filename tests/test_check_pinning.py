@@ -168,7 +168,7 @@ def test_built_from_a_pinned_base_in_a_real_registry(
         # Once the tag moves on, only its digest names v1: build_image cannot remove it.
         for ref in (app.id, pinned):
             with contextlib.suppress(docker.errors.APIError):
-                client.images.remove(ref, force=True)
+                client.images.remove(ref, force=True, noprune=True)
 
     request.addfinalizer(remove_v1)
     with collecting() as evidence:
@@ -410,7 +410,7 @@ def buildkit(client, tmp_path: Path) -> Iterator[Callable[..., str]]:
     yield build
     for tag in made:
         with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(tag, force=True)
+            client.images.remove(tag, force=True, noprune=True)
 
 
 def test_platform_verdict_matches_the_bases_buildkit_builds_on(

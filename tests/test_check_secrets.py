@@ -279,7 +279,7 @@ def build(
     yield make
     for tag in tags:
         with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(tag)
+            client.images.remove(tag, noprune=True)
 
 
 @pytest.fixture(scope="module")

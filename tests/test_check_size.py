@@ -85,7 +85,7 @@ def built(
     yield build
     for tag in reversed([t for name, t in tags.items() if name != "busybox"]):
         with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(tag)
+            client.images.remove(tag, noprune=True)
 
 
 @pytest.fixture(scope="module")

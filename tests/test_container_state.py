@@ -205,7 +205,7 @@ def test_image_for_another_cpu_names_the_image_platform_and_the_engines(
         assert f"is built for linux/{arch} but the engine runs {ours}" in message
         assert f"docker build --platform {ours}" in message
     finally:
-        client.images.remove(image_id, force=True)
+        client.images.remove(image_id, force=True, noprune=True)
 
 
 def test_foreign_binary_in_an_image_of_the_engines_platform_blames_the_binary(
@@ -220,7 +220,7 @@ def test_foreign_binary_in_an_image_of_the_engines_platform_blames_the_binary(
         message = str(failure.value)
         assert f"is for {ours}, as the engine, but the program it starts is not a binary" in message
     finally:
-        client.images.remove(image_id, force=True)
+        client.images.remove(image_id, force=True, noprune=True)
 
 
 def test_container_dying_during_the_wait_ends_it_with_the_exit_code(

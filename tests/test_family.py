@@ -33,7 +33,7 @@ def tags(client: docker.DockerClient) -> Iterator[dict[str, str]]:
     yield made
     for tag in made.values():
         with contextlib.suppress(docker.errors.ImageNotFound):
-            client.images.remove(tag, force=True)
+            client.images.remove(tag, force=True, noprune=True)
 
 
 def _chain(root: Path, busybox: str, tags: dict[str, str], *, broken_base: bool = False) -> None:

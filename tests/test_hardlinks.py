@@ -66,7 +66,7 @@ def built(
     yield build
     for tag in tags.values():
         with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(tag)
+            client.images.remove(tag, noprune=True)
 
 
 def entries(image: ImageUnderTest, index: int, under: str = "/d") -> dict[str, tuple[str, str]]:
@@ -311,7 +311,7 @@ RUN rm /opt/a/one
     client.images.build(path=str(context), tag=tag, rm=True, forcerm=True)
     yield Engine(client, "tests-hardlinks").image(tag)
     with contextlib.suppress(docker.errors.APIError):
-        client.images.remove(tag)
+        client.images.remove(tag, noprune=True)
 
 
 @pytest.fixture(scope="module")

@@ -229,7 +229,7 @@ def test_build_arg_reaches_the_image_literally_and_nothing_runs_on_the_host(
         result = pytester.runpytest(*INNER, *args)
     finally:
         with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(tag, force=True)
+            client.images.remove(tag, force=True, noprune=True)
     result.assert_outcomes(passed=1)
     assert not _pwned_on_host()
 

@@ -240,7 +240,7 @@ def key_tag(
     client.images.build(path=str(context), tag=tag, rm=True, forcerm=True)
     yield tag
     with contextlib.suppress(docker.errors.APIError):
-        client.images.remove(tag)
+        client.images.remove(tag, noprune=True)
 
 
 @pytest.mark.parametrize("order", [("size", "secrets"), ("secrets", "size")], ids="-then-".join)

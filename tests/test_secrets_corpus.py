@@ -299,7 +299,7 @@ def build(
     yield make
     for tag in tags:
         with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(tag)
+            client.images.remove(tag, noprune=True)
 
 
 def test_an_image_with_the_whole_corpus_reports_exactly_its_secrets(

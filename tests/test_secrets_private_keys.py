@@ -204,7 +204,7 @@ def image(
     client.images.build(path=str(context), tag=tag, rm=True, forcerm=True)
     yield Engine(client, "tests-secrets-keys").image(tag)
     with contextlib.suppress(docker.errors.APIError):
-        client.images.remove(tag)
+        client.images.remove(tag, noprune=True)
 
 
 @pytest.fixture(scope="module")
