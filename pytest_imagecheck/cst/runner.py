@@ -132,6 +132,19 @@ class Outcome:
         self.errors.append(message)
 
 
+def _begun(shown: str, test: object, refused_as: str | None = None) -> tuple[Outcome, bool]:
+    """A test's outcome, its evidence naming it as CST's results do (``shown``), and whether
+    CST refuses to run it: each of its validation errors is then a failure, and the test is
+    named ``refused_as`` (its bare name), as CST names a test it did not run."""
+    outcome = Outcome(True, evidence={"test": shown})
+    errors = validation_errors(test)
+    if errors and refused_as is not None:
+        outcome.evidence["test"] = refused_as
+    for error in errors:
+        outcome.fail(f"container-structure-test refuses this test: {error}")
+    return outcome, bool(errors)
+
+
 @dataclass(frozen=True)
 class _Run:
     """What a command's container was, and what came of it."""
@@ -745,12 +758,8 @@ class Runner:
         return self._run_command(test)
 
     def _run_command(self, test: CommandTest) -> Outcome:
-        outcome = Outcome(True, evidence={"test": f"Command Test: {test.name}"})
-        errors = validation_errors(test)
-        if errors:
-            outcome.evidence["test"] = test.name
-            for error in errors:
-                outcome.fail(f"container-structure-test refuses this test: {error}")
+        outcome, refused = _begun(f"Command Test: {test.name}", test, test.name)
+        if refused:
             return outcome
         options = self._options(test, global_env=not test.setup)
         image: str | None = None
@@ -936,12 +945,8 @@ class Runner:
 
     def run_file_existence(self, test: FileExistenceTest) -> Outcome:
         """Run a file existence test as CST runs it."""
-        outcome = Outcome(True, evidence={"test": f"File Existence Test: {test.name}"})
-        errors = validation_errors(test)
-        if errors:
-            outcome.evidence["test"] = test.name
-            for error in errors:
-                outcome.fail(f"container-structure-test refuses this test: {error}")
+        outcome, refused = _begun(f"File Existence Test: {test.name}", test, test.name)
+        if refused:
             return outcome
         path = golang.expand_env(test.path, self._subst_env())
         outcome.evidence["path"] = path
@@ -990,12 +995,8 @@ class Runner:
 
     def run_file_content(self, test: FileContentTest) -> Outcome:
         """Run a file content test as CST runs it."""
-        outcome = Outcome(True, evidence={"test": f"File Content Test: {test.name}"})
-        errors = validation_errors(test)
-        if errors:
-            outcome.evidence["test"] = test.name
-            for error in errors:
-                outcome.fail(f"container-structure-test refuses this test: {error}")
+        outcome, refused = _begun(f"File Content Test: {test.name}", test, test.name)
+        if refused:
             return outcome
         outcome.evidence["path"] = test.path
         try:
@@ -1058,11 +1059,8 @@ class Runner:
 
     def run_metadata(self, test: MetadataTest) -> Outcome:
         """Run the metadata test as CST runs it: one verdict, every difference listed."""
-        outcome = Outcome(True, evidence={"test": "Metadata Test"})
-        errors = validation_errors(test)
-        if errors:
-            for error in errors:
-                outcome.fail(f"container-structure-test refuses this test: {error}")
+        outcome, refused = _begun("Metadata Test", test)
+        if refused:
             return outcome
         config = self._config
         env, labels = self._image_env, dict(config.get("Labels") or {})
