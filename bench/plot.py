@@ -2,7 +2,9 @@
 
 Panels: the suite's wall time three ways (median bar, min-max whisker); where the plugin's
 time goes; readiness latencies against the poll interval; the large image's time and peak
-memory. ``python3 bench/plot.py`` redraws bench/results/bench.svg from latest.json.
+memory. ``python3 bench/plot.py`` redraws bench/results/bench.svg from latest.json;
+``python3 bench/plot.py --issue15`` draws bench/results/issue15.svg from the issue15-*.json
+results (health verdict by interval, the example and the 20-criteria suite, the large image).
 """
 
 from __future__ import annotations
@@ -293,18 +295,93 @@ def draw(results: dict) -> str:
     return c.svg()
 
 
-def write(results: dict, folder: Path = RESULTS) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    svg = folder / "bench.svg"
-    svg.write_text(draw(results))
+def health_panel(c: Canvas, health: dict) -> None:
+    cap = health["cap_s"]
+    c.title(
+        f"Health verdict: seconds from the service ready to the verdict (median of "
+        f"{len(next(iter(health['runs'].values()))['seconds'])}; capped at {cap:.0f} s)"
+    )
+    rows = []
+    for name, run in health["runs"].items():
+        values = [cap if v is None else v for v in run["seconds"]]
+        median = sorted(values)[len(values) // 2]
+        by = "own probe (default)" if name.endswith("probe") else "engine's status"
+        interval = name.split()[0]
+        note = f"> {cap:.0f} s: none by the cap" if None in run["seconds"] else f"{median:.2f} s"
+        rows.append((f"interval {interval}, {by}", median, min(values), max(values), note))
+    _bars(c, rows, " s")
+
+
+def speed_panel(c: Canvas, speed: dict) -> None:
+    c.title(
+        f"Example suite (-n 2, images built) and the 20-criteria suite: wall time, "
+        f"{speed['repeat']} rotated rounds"
+    )
+    rows = [
+        (name, s["median"], s["min"], s["max"], f"{s['median']:.2f} s")
+        for name, s in speed["wall_s"].items()
+    ]
+    _bars(c, rows, " s")
+
+
+def large15_panel(c: Canvas, large: dict) -> None:
+    pooled = large["pooled"]
+    c.title(f"Large image (3.01 GB, 23 layers): {pooled['rounds']} rotated rounds")
+    labels = {
+        "save": "docker save > /dev/null",
+        "stream_py": "the save stream read in Python",
+        "size_only": "assert_size_within(wasted=)",
+        "suite": "plugin: 5 image checks",
+        "dive": "dive --ci",
+    }
+    rows = []
+    for key, label in labels.items():
+        run = pooled["runs"].get(key)
+        if run:
+            w = run["wall"]
+            mib = run["peak_rss_max"] / 2**20
+            note = f"{w['median']:.1f} s, peak {mib:.0f} MiB"
+            rows.append((label, w["median"], w["min"], w["max"], note))
+    _bars(c, rows, " s")
+
+
+def draw_issue15(folder: Path = RESULTS) -> str:
+    c = Canvas()
+    speed = json.loads((folder / "issue15-speed.json").read_text())
+    m = speed.get("machine", {})
+    c.text(
+        20,
+        24,
+        f"issue 15: {m.get('nproc')} cores, Docker {m.get('engine')} (bar: median; "
+        "whisker: min-max)",
+        size=13,
+        color="#555",
+    )
+    c.y = 30
+    health_panel(c, json.loads((folder / "issue15-health.json").read_text()))
+    speed_panel(c, speed)
+    large15_panel(c, json.loads((folder / "issue15-large.json").read_text()))
+    return c.svg()
+
+
+def _save(svg_text: str, svg: Path) -> list[Path]:
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    svg.write_text(svg_text)
     written = [svg]
     if shutil.which("rsvg-convert"):
-        png = folder / "bench.png"
+        png = svg.with_suffix(".png")
         subprocess.run(["rsvg-convert", "-o", str(png), str(svg)], check=True)
         written.append(png)
     return written
 
 
+def write(results: dict, folder: Path = RESULTS) -> list[Path]:
+    return _save(draw(results), folder / "bench.svg")
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--issue15"]:
+        print(*_save(draw_issue15(), RESULTS / "issue15.svg"), sep="\n")
+        sys.exit()
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS / "latest.json"
     print(*write(json.loads(source.read_text())), sep="\n")
