@@ -183,7 +183,8 @@ def health_of(state: dict[str, Any]) -> str | None:
 class RunningContainer:
     """One container of the image under test, started by the plugin and removed by it.
 
-    Ports are published on 127.0.0.1 only, each at a free port the engine picked.
+    Ports are published on 127.0.0.1 only (another address for a remote engine:
+    ``--publish-host``), each at a free port the engine picked.
     """
 
     _observed_as = "container"
@@ -267,7 +268,9 @@ class RunningContainer:
         return published_ports(self.attrs)
 
     def address(self, port: int | str) -> tuple[str, int]:
-        """Where the host reaches container ``port``: ``("127.0.0.1", 49153)``.
+        """Where pytest reaches container ``port``: ``("127.0.0.1", 49153)`` for a local
+        engine; the publishing address, or this machine's end of an SSH tunnel, for a remote
+        one (``--publish-host``).
 
         A container that stopped fails with its exit code and log tail, never as a port
         problem: the engine unbinds the ports of a container that exits.
@@ -278,8 +281,9 @@ class RunningContainer:
             attrs = self.attrs
             ports = published_ports(attrs)
             if key in ports:
-                self.given_addresses[ports[key]] = key
-                return ports[key]
+                reached = self.engine.reach(ports[key])
+                self.given_addresses[reached] = key
+                return reached
             self._raise_if_stopped(attrs["State"], f"port {key} could be reached")
             asked = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
             if key not in asked or time.monotonic() > settle:

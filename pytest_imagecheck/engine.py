@@ -30,9 +30,18 @@ from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
+import docker.tls
 import requests
 from docker.types import DeviceRequest
 
+from .enginehost import (
+    LOOPBACK,
+    EngineTarget,
+    Publishing,
+    Tunnels,
+    check_reachable,
+    engine_target,
+)
 from .errors import (
     ContainerFailed,
     EngineUnavailable,
@@ -54,7 +63,6 @@ LABEL_HOST = "pytest-imagecheck.host"
 LABEL_KEEP = "pytest-imagecheck.keep"
 LABEL_TEST = "pytest-imagecheck.test"
 
-LOOPBACK = "127.0.0.1"
 #: How long a new container must stay up before it is handed to a test: long enough to see an
 #: entrypoint that fails at once exit (it takes milliseconds), short enough not to slow suites.
 START_SETTLE_SECONDS = 0.2
@@ -131,19 +139,39 @@ def shared_keeps() -> tuple[KeepContent, ...]:
     return (secret_files, cuda_files)
 
 
-def connect(timeout: int = 60) -> docker.DockerClient:
-    """Connect to the engine named by the environment (``DOCKER_HOST``, else the local socket).
+def connect(target: EngineTarget | None = None, timeout: int = 60) -> docker.DockerClient:
+    """Connect to ``target`` (default: the engine the environment names, as the docker CLI
+    reads it: ``DOCKER_HOST``, a Docker context, else the local socket).
 
-    Raises :class:`EngineUnavailable` with one line naming the address and the fix.
+    An address that refuses or does not answer, an SSH login that fails, or a TLS handshake
+    that fails is one :class:`EngineUnavailable` line naming the address and the fix, in
+    about 10 s at most.
     """
-    where = engine_address()
+    if target is None:
+        target = engine_target(None, os.environ, "--engine")
+    check_reachable(target)
     try:
-        client = docker.from_env(timeout=timeout)
+        tls: docker.tls.TLSConfig | bool = False
+        if target.cert_path:
+            folder = target.cert_path
+            tls = docker.tls.TLSConfig(
+                client_cert=(os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")),
+                ca_cert=os.path.join(folder, "ca.pem") if target.tls_verify else None,
+                verify=target.tls_verify,
+            )
+        client = docker.DockerClient(
+            base_url=target.url, tls=tls, timeout=timeout, use_ssh_client=True
+        )
         client.ping()
-    except docker.errors.DockerException as exc:
-        reason = short_reason(exc)
+    except requests.exceptions.SSLError as exc:
         raise EngineUnavailable(
-            f"Docker engine unreachable at {where} ({reason}): {ENGINE_HINT}"
+            f"TLS with the Docker engine at {target} failed ({short_reason(exc)}): the CA in "
+            f"{target.cert_path}/ca.pem must have signed the engine's certificate, for the "
+            "address used, and the engine must accept cert.pem"
+        ) from None
+    except (docker.errors.DockerException, *ENGINE_ERRORS) as exc:
+        raise EngineUnavailable(
+            f"Docker engine unreachable at {target} ({short_reason(exc)}): {ENGINE_HINT}"
         ) from None
     return client
 
@@ -284,17 +312,41 @@ class Engine:
     """
 
     def __init__(
-        self, client: docker.DockerClient, session_id: str, *, keep_containers: bool = False
+        self,
+        client: docker.DockerClient,
+        session_id: str,
+        *,
+        keep_containers: bool = False,
+        target: EngineTarget | None = None,
+        publishing: Publishing | None = None,
     ) -> None:
         self.client = client
         self.session_id = session_id
         self.keep_containers = keep_containers
+        #: Where the engine is (``--engine``, ``DOCKER_HOST``, a context, the local socket).
+        self.target = target or engine_target(None, os.environ, "--engine")
+        #: Where its containers' ports bind and are reached (``--publish-host``).
+        self.publishing = publishing or Publishing(LOOPBACK, LOOPBACK, "a local engine")
+        self._tunnels = Tunnels(self.target) if self.publishing.tunnelled else None
         self.host = socket.gethostname()
         #: Bytes of image saves streamed from the engine so far (layer reads).
         self.bytes_streamed = 0
         #: Removals handed to the background (:meth:`remove_later`), oldest first.
         self._removals: list[Future[None]] = []
         self._remover: ThreadPoolExecutor | None = None
+
+    @property
+    def local(self) -> bool:
+        """Whether the engine runs on the machine pytest runs on."""
+        return self.target.local
+
+    def reach(self, published: tuple[str, int]) -> tuple[str, int]:
+        """Where pytest connects to a port published at ``published`` (``(bind address,
+        port)`` on the engine's host): the publishing address, or this machine's end of an
+        SSH tunnel to it."""
+        if self._tunnels is not None:
+            return (LOOPBACK, self._tunnels.local_port(published[1]))
+        return (self.publishing.reach or LOOPBACK, published[1])
 
     @property
     def labels(self) -> dict[str, str]:
@@ -433,7 +485,8 @@ class Engine:
         gpus: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> RunningContainer:
-        """Start a container of ``image`` with every port published on 127.0.0.1.
+        """Start a container of ``image`` with every port published at the publishing
+        address (127.0.0.1 for a local engine; ``--publish-host``).
 
         ``ports`` (default: the image's exposed ports) each get a free host port chosen by
         the engine. A container whose start fails is removed before the error is raised.
@@ -459,7 +512,7 @@ class Engine:
             "command": command,
             "entrypoint": entrypoint,
             "environment": dict(env or {}),
-            "ports": {port: (LOOPBACK, None) for port in wanted},
+            "ports": {port: (self.publishing.bind, None) for port in wanted},
             "read_only": read_only,
             "tmpfs": dict(tmpfs or {}),
             "cap_drop": cap_drop,
@@ -597,6 +650,8 @@ class Engine:
         ``wait=False`` asks the engine to remove them and does not wait for it to finish
         (:meth:`remove_later`): the engine finishes after this process has ended.
         """
+        if self._tunnels is not None:
+            self._tunnels.close()
         if self.keep_containers:
             return 0
         self.wait_removals()

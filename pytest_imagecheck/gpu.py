@@ -10,8 +10,8 @@ to show when GPU checks are skipped::
         pytest.skip(str(exc))
     assert host.cuda_driver_version >= 12040  # CUDA 12.4
 
-These are facts of the machine pytest runs on: with ``DOCKER_HOST`` pointing at another
-machine they describe the wrong host.
+These are facts of the machine pytest runs on: with the engine on another machine they
+describe the wrong host, so the plugin's GPU checks skip them there.
 """
 
 from __future__ import annotations

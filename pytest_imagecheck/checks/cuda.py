@@ -516,7 +516,13 @@ def assert_cuda_torch_match(
     found = static_findings(facts, cuda=cuda, torch=torch, strict_minor=strict_minor)
     evidence = _evidence(facts)
     host: GpuHost | None = None
+    engine = container.engine if container is not None else getattr(image, "source", None)
     try:
+        if engine is not None and not getattr(engine, "local", True):
+            raise NvmlUnavailable(
+                f"the engine {engine.target} is on another machine, and NVML reads the GPU "
+                "driver of the machine pytest runs on"
+            )
         host = read_gpu_host()
     except NvmlUnavailable as exc:
         evidence["host"] = f"skipped: {exc}"

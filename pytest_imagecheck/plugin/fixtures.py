@@ -151,9 +151,15 @@ def image(
 
 
 def _shared_dir(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder every process of the run shares (xdist workers: the base temp's parent)."""
+    """The folder every process of the run that uses the same engine shares (xdist workers:
+    the base temp's parent; a folder of it per engine when the session has several, so each
+    engine gets its own builds)."""
     basetemp = tmp_path_factory.getbasetemp()
-    return basetemp.parent if is_worker(config) else basetemp
+    shared = basetemp.parent if is_worker(config) else basetemp
+    target = config.stash[STATE].target
+    if target is not None and len(config.stash[SETTINGS].engines) > 1:
+        shared = shared / f"engine-{target.key}"
+    return shared
 
 
 def _member_image(
@@ -299,13 +305,20 @@ def run_container(
 
 
 @pytest.fixture(scope="session")
-def gpu_host() -> GpuHost:
+def gpu_host(pytestconfig: pytest.Config) -> GpuHost:
     """The GPU host's driver and devices, read through NVML (``nvidia-ml-py``).
 
-    Tests that use it skip, with the reason, where there is no NVIDIA driver.
+    Tests that use it skip, with the reason, where there is no NVIDIA driver, and where the
+    engine is on another machine (NVML reads the driver of the machine pytest runs on).
     """
     from ..gpu import NvmlUnavailable, read_gpu_host
 
+    target = pytestconfig.stash[STATE].target
+    if target is not None and not target.local:
+        pytest.skip(
+            f"the engine {target} is on another machine, and NVML reads the GPU driver of "
+            "the machine pytest runs on"
+        )
     try:
         return read_gpu_host()
     except NvmlUnavailable as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import pytest
 from ..build import BuildSpec, parse_build_arg, single_platform
 from ..dockerfile import canonical_reference
 from ..engine import check_reference, parse_gpus
+from ..enginehost import EngineTarget, Publishing, engine_target, publishing
 from ..errors import ImageCheckError
 from ..family import Family, Member, family_from_refs, load_family, unique_members
 from ..platforms import parse_platforms
@@ -61,6 +63,20 @@ _OPTIONS: list[tuple[str, IniType, str]] = [
         "(one service up at a time)",
     ),
     ("--imagecheck-report", "string", "write the evidence report here (.md with an SVG, or .json)"),
+    (
+        "--engine",
+        "linelist",
+        "the Docker engine: tcp://HOST:2376, ssh://USER@HOST, unix:///PATH or a Docker "
+        "context's name; repeat it to spread a pytest-xdist session over several engines "
+        "(default: DOCKER_HOST, DOCKER_CONTEXT, the CLI's current context, the local socket)",
+    ),
+    (
+        "--publish-host",
+        "string",
+        "where a remote engine's containers publish their ports: an address of the engine's "
+        "host, engine (the address in its URL), or tunnel (ssh:// engines, their default); a "
+        "local engine publishes on 127.0.0.1",
+    ),
 ]
 
 
@@ -142,6 +158,13 @@ class Settings:
     report: Path | None = None
     #: ``--platform``, normalised: the build's platform, and the ones the Dockerfile is judged on.
     platforms: tuple[str, ...] = ()
+    #: The engines of the session (``--engine``, else the one the environment names) and
+    #: where each publishes its containers' ports; several: one per pytest-xdist worker.
+    engines: tuple[EngineTarget, ...] = ()
+    publishings: tuple[Publishing, ...] = ()
+    #: Why the engine options cannot work, in a session that names no image (raised when a
+    #: test uses the engine).
+    engine_error: str | None = None
 
     @property
     def configured(self) -> bool:
@@ -248,7 +271,18 @@ def _resolve_settings(config: pytest.Config) -> Settings:
                 f"{given.label} {given.value} has no Dockerfile ({build.dockerfile_path}): add "
                 "one, or pass --dockerfile PATH"
             )
+    try:
+        engines, publishings = _engines(config, values)
+        engine_error = None
+    except ImageCheckError as exc:
+        if image or build or family:
+            raise
+        # A session that names no image may never use the engine: fail when one does.
+        engines, publishings, engine_error = (), (), str(exc)
     return Settings(
+        engines=engines,
+        publishings=publishings,
+        engine_error=engine_error,
         image=image,
         build=build,
         family=family,
@@ -261,6 +295,45 @@ def _resolve_settings(config: pytest.Config) -> Settings:
         report=report,
         platforms=platforms,
     )
+
+
+def _engines(
+    config: pytest.Config, values: dict[str, _Given]
+) -> tuple[tuple[EngineTarget, ...], tuple[Publishing, ...]]:
+    """The session's engines and where each publishes ports; several need as many pytest-xdist
+    workers at least, and a ``--publish-host`` that is not one address."""
+    given = values["--engine"]
+    names: list[str | None] = list(dict.fromkeys(given.value or [])) or [None]
+    targets = tuple(engine_target(name, os.environ, given.label) for name in names)
+    urls = [target.url for target in targets]
+    if len(set(urls)) < len(urls):
+        raise ImageCheckError(
+            f"{given.label} names the same engine twice ({', '.join(urls)}): give each once"
+        )
+    publish = values["--publish-host"]
+    if len(targets) > 1:
+        workers = getattr(config.option, "numprocesses", None) or 0
+        if not hasattr(config, "workerinput") and workers < len(targets):
+            raise ImageCheckError(
+                f"{given.label} names {len(targets)} engines, which a session spreads over "
+                f"pytest-xdist workers, one engine each: run with -n {len(targets)} or more"
+                + ("" if workers else " (pip install pytest-xdist)")
+            )
+        if publish.value not in (None, "engine", "tunnel"):
+            raise ImageCheckError(
+                f"{publish.label} {publish.value} is one address, but the session spreads over "
+                f"{len(targets)} engines: use {publish.label} engine (each engine's own "
+                "address)"
+            )
+    publishings = tuple(
+        _relabelled(publish, "--publish-host", functools.partial(_publishing, target))
+        for target in targets
+    )
+    return targets, publishings
+
+
+def _publishing(target: EngineTarget, value: str | None) -> Publishing:
+    return publishing(target, value, "--publish-host")
 
 
 def _family(config: pytest.Config, values: dict[str, _Given], images: list[str]) -> Family | None:

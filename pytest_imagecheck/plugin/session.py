@@ -18,7 +18,8 @@ import pytest
 
 from .. import httpwatch
 from ..engine import ENGINE_ERRORS, LABEL_SESSION, Engine, connect, engine_lost, new_session_id
-from ..errors import ImageCheckError
+from ..enginehost import EngineTarget, bound_environ, restore_environ
+from ..errors import EngineUnavailable, ImageCheckError
 from .options import SETTINGS, Settings
 
 STATE = pytest.StashKey["State"]()
@@ -27,27 +28,59 @@ STATE = pytest.StashKey["State"]()
 class State:
     """Per-process state: the session id and the engine, connected on first use."""
 
-    def __init__(self, settings: Settings, session_id: str) -> None:
+    def __init__(self, settings: Settings, session_id: str, worker_id: str | None = None) -> None:
         self.settings = settings
         self.session_id = session_id
+        #: This process's engine and its publishing, by index in the session's engines: a
+        #: worker's number picks one when there are several; None for an xdist controller
+        #: that spreads the session over several (it connects to each only to clean up).
+        self.engine_index: int | None = None
+        engines = len(settings.engines)
+        if engines == 1:
+            self.engine_index = 0
+        elif engines > 1 and worker_id is not None:
+            self.engine_index = int(worker_id.removeprefix("gw") or 0) % engines
         self._engine: Engine | None = None
         self.workers_used_engine = False
         #: Why the end-of-session cleanup could not remove this session's containers, if so.
         self.cleanup_failed = ""
         #: Called before the cleanup: work that may still make containers stops here.
         self.closing: list[Callable[[], None]] = []
+        #: The pytest-xdist controller's hooks, in the controller.
+        self.controller: _XdistController | None = None
 
     @property
     def connected(self) -> bool:
         """Whether this process has connected to the engine."""
         return self._engine is not None
 
+    @property
+    def target(self) -> EngineTarget | None:
+        """This process's engine (None: a controller spreading over several)."""
+        return None if self.engine_index is None else self.settings.engines[self.engine_index]
+
+    def _connected(self, index: int) -> Engine:
+        settings = self.settings
+        target, publishing = settings.engines[index], settings.publishings[index]
+        return Engine(
+            connect(target),
+            self.session_id,
+            keep_containers=settings.keep_containers,
+            target=target,
+            publishing=publishing,
+        )
+
     def engine(self) -> Engine:
         """The engine, connected (and swept of crashed sessions' leftovers) on first use."""
+        if self.settings.engine_error:
+            raise ImageCheckError(self.settings.engine_error)
         if self._engine is None:
-            engine = Engine(
-                connect(), self.session_id, keep_containers=self.settings.keep_containers
-            )
+            if self.engine_index is None:
+                raise EngineUnavailable(
+                    "this process spreads the session over several engines and has none of "
+                    "its own: the tests run on pytest-xdist workers"
+                )
+            engine = self._connected(self.engine_index)
             engine.sweep_stale()
             # Last resort when a second Ctrl-C lands in the middle of fixture teardown.
             atexit.register(self.cleanup)
@@ -84,6 +117,13 @@ class _XdistController:
     def __init__(self, state: State) -> None:
         self.state = state
 
+    def cleanup_every_engine(self) -> None:
+        """Remove what every process of the session left, on each of the session's engines
+        (a killed worker's containers)."""
+        for index, _ in enumerate(self.state.settings.engines):
+            with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
+                self.state._connected(index).cleanup(whole_session=True)
+
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["imagecheck_session"] = self.state.session_id
         dist = node.config.getoption("dist", None)
@@ -109,10 +149,16 @@ def pytest_configure(config: pytest.Config) -> None:
     """Set up the session: its id (shared by xdist workers), xdist hooks, SIGTERM, and the
     watch on the HTTP answers tests get."""
     session_id = worker_input(config).get("imagecheck_session") or new_session_id()
-    state = State(config.stash[SETTINGS], session_id)
+    state = State(config.stash[SETTINGS], session_id, worker_input(config).get("workerid"))
     config.stash[STATE] = state
+    target = state.target
+    if target is not None:
+        # The docker CLI (builds), testinfra and the tests' own docker.from_env() follow.
+        saved = bound_environ(target)
+        config.add_cleanup(lambda: restore_environ(saved))
     if config.pluginmanager.hasplugin("xdist") and not is_worker(config):
-        config.pluginmanager.register(_XdistController(state), "imagecheck-xdist")
+        state.controller = _XdistController(state)
+        config.pluginmanager.register(state.controller, "imagecheck-xdist")
     httpwatch.install()
     config.add_cleanup(httpwatch.uninstall)
     # pytest turns SIGINT into KeyboardInterrupt and still tears fixtures down; do the same
@@ -132,9 +178,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         state.cleanup()
         if is_worker(session.config):
             session.config.workeroutput["imagecheck_engine_used"] = True  # type: ignore[attr-defined]
-    elif state.workers_used_engine and state.settings.configured:
-        with contextlib.suppress(ImageCheckError, *ENGINE_ERRORS):
-            state.engine().cleanup(whole_session=True)
+    elif state.workers_used_engine and state.settings.configured and state.controller:
+        state.controller.cleanup_every_engine()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -1,0 +1,213 @@
+"""Which engine a session uses and where its ports are published (pytest_imagecheck.enginehost):
+the docker CLI's own context store, made here by the real docker CLI, and the choices a remote
+engine needs. No engine is contacted, except where a test says so."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from pytest_imagecheck.enginehost import (
+    EngineTarget,
+    check_reachable,
+    engine_target,
+    parse_engine_url,
+    publishing,
+)
+from pytest_imagecheck.errors import EngineUnavailable, ImageCheckError
+
+DOCKER = shutil.which("docker")
+
+
+def _cli(config: Path, *args: str) -> None:
+    assert DOCKER, "the docker CLI is missing: scripts/ensure-docker installs it"
+    subprocess.run(
+        [DOCKER, *args],
+        env={**os.environ, "DOCKER_CONFIG": str(config)},
+        check=True,
+        capture_output=True,
+    )
+
+
+def _pem_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a client certificate and key it signed: real PEM files for the CLI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ca")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    ca, crt, pem = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca, crt, pem
+
+
+def test_the_environment_as_the_docker_cli_reads_it(tmp_path: Path) -> None:
+    home = {"HOME": str(tmp_path)}
+    assert engine_target(None, home, "--engine").url == "unix:///var/run/docker.sock"
+    found = engine_target(None, {**home, "DOCKER_HOST": "tcp://10.0.0.5:2375"}, "--engine")
+    assert (found.url, found.source, found.cert_path) == (
+        "tcp://10.0.0.5:2375",
+        "DOCKER_HOST",
+        None,
+    )
+    tls = engine_target(
+        None,
+        {**home, "DOCKER_HOST": "tcp://h:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/c"},
+        "--engine",
+    )
+    assert (tls.cert_path, tls.tls_verify) == ("/c", True)
+    # --engine wins over DOCKER_HOST
+    given = engine_target("ssh://ci@gpu", {**home, "DOCKER_HOST": "tcp://h:2375"}, "--engine")
+    assert (given.url, given.source) == ("ssh://ci@gpu", "--engine")
+
+
+def test_contexts_made_by_the_docker_cli(tmp_path: Path) -> None:
+    config = tmp_path / "docker"
+    ca, cert, key = _pem_files(tmp_path / "pem")
+    _cli(config, "context", "create", "plain", "--docker", "host=tcp://10.9.8.7:2375")
+    _cli(
+        config,
+        "context",
+        "create",
+        "gpu",
+        "--docker",
+        f"host=tcp://10.9.8.8:2376,ca={ca},cert={cert},key={key}",
+    )
+    env = {"DOCKER_CONFIG": str(config), "HOME": str(tmp_path)}
+    assert engine_target(None, env, "--engine").url == "unix:///var/run/docker.sock"
+
+    by_name = engine_target("gpu", env, "--engine")
+    assert by_name.url == "tcp://10.9.8.8:2376"
+    assert by_name.source == "Docker context gpu"
+    assert str(by_name) == "tcp://10.9.8.8:2376 of Docker context gpu"
+    assert by_name.tls_verify
+    assert by_name.cert_path is not None
+    assert (Path(by_name.cert_path) / "ca.pem").read_bytes() == ca.read_bytes()
+
+    assert engine_target(None, {**env, "DOCKER_CONTEXT": "plain"}, "--engine").url == (
+        "tcp://10.9.8.7:2375"
+    )
+    _cli(config, "context", "use", "gpu")
+    assert engine_target(None, env, "--engine").url == "tcp://10.9.8.8:2376"
+    # DOCKER_CONTEXT wins over the current context, and DOCKER_HOST over both (as the CLI)
+    assert engine_target(None, {**env, "DOCKER_CONTEXT": "plain"}, "-").url.endswith(":2375")
+    with_host = {**env, "DOCKER_CONTEXT": "plain", "DOCKER_HOST": "unix:///run/x.sock"}
+    assert engine_target(None, with_host, "-").url == "unix:///run/x.sock"
+
+    with pytest.raises(ImageCheckError, match=r"^--engine nope: Docker context 'nope' does not"):
+        engine_target("nope", env, "--engine")
+
+
+def test_environment_of_a_bound_process_names_the_engine_alone() -> None:
+    target = EngineTarget("tcp://10.0.0.5:2376", "--engine", "/certs", tls_verify=True)
+    assert target.environ() == {
+        "DOCKER_HOST": "tcp://10.0.0.5:2376",
+        "DOCKER_CONTEXT": None,
+        "DOCKER_TLS_VERIFY": "1",
+        "DOCKER_CERT_PATH": "/certs",
+        "DOCKER_TLS": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("10.0.0.5:2375", "is not an engine URL"),
+        ("http://10.0.0.5", "is not an engine URL"),
+        ("tcp://", "names no host"),
+        ("tcp://10.0.0.5:http", "has a bad port"),
+        ("tcp://10.0.0.5:2375/x", "names no host"),
+        ("unix://relative.sock", "absolute path"),
+    ],
+)
+def test_a_bad_engine_url_is_one_line(value: str, message: str) -> None:
+    with pytest.raises(ImageCheckError, match=message) as raised:
+        parse_engine_url(value, "--engine")
+    assert "\n" not in str(raised.value)
+    assert str(raised.value).startswith(f"--engine {value!r}")
+
+
+def test_where_ports_are_published() -> None:
+    local = EngineTarget("unix:///var/run/docker.sock", "the local socket")
+    assert (publishing(local, None, "--publish-host").bind, local.local) == ("127.0.0.1", True)
+    loop = EngineTarget("tcp://127.0.0.1:2375", "DOCKER_HOST")
+    assert publishing(loop, None, "--publish-host").reach == "127.0.0.1"
+
+    remote = EngineTarget("tcp://10.0.0.5:2375", "DOCKER_HOST")
+    with pytest.raises(ImageCheckError) as raised:
+        publishing(remote, None, "--publish-host")
+    message = str(raised.value)
+    assert message.startswith("the engine tcp://10.0.0.5:2375 is on another machine")
+    assert "--publish-host engine" in message
+    assert "\n" not in message
+
+    chosen = publishing(remote, "engine", "--publish-host")
+    assert (chosen.bind, chosen.reach, chosen.tunnelled) == ("10.0.0.5", "10.0.0.5", False)
+    wide = publishing(remote, "0.0.0.0", "--publish-host")
+    assert (wide.bind, wide.reach) == ("0.0.0.0", "10.0.0.5")
+    assert publishing(remote, "192.168.1.4", "--publish-host").reach == "192.168.1.4"
+    with pytest.raises(ImageCheckError, match=r"'gpu-host' is not an IP address"):
+        publishing(remote, "gpu-host", "--publish-host")
+    with pytest.raises(ImageCheckError, match=r"tunnel needs an ssh:// engine"):
+        publishing(remote, "tunnel", "--publish-host")
+
+    ssh = EngineTarget("ssh://ci@10.0.0.6", "--engine")
+    by_default = publishing(ssh, None, "--publish-host")
+    assert (by_default.bind, by_default.tunnelled) == ("127.0.0.1", True)
+    assert publishing(ssh, "engine", "--publish-host").reach == "10.0.0.6"
+
+
+def test_an_address_that_refuses_fails_at_once_in_one_line() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free, and nothing listens once closed
+    started = time.monotonic()
+    with pytest.raises(EngineUnavailable) as raised:
+        check_reachable(EngineTarget(f"tcp://127.0.0.1:{port}", "--engine"))
+    assert time.monotonic() - started < 5
+    assert str(raised.value).startswith(
+        f"Docker engine unreachable at tcp://127.0.0.1:{port} (Connection refused)"
+    )
+
+
+def test_an_ssh_login_that_would_prompt_fails_instead(tmp_path: Path) -> None:
+    """BatchMode: no password prompt, no host-key question; one line, no hang (sshd is not
+    running on this port of the loopback, so this is ssh's own refusal)."""
+    if shutil.which("ssh") is None:
+        pytest.fail("the ssh client is missing: apt-get install openssh-client")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(EngineUnavailable) as raised:
+        check_reachable(EngineTarget(f"ssh://nobody@127.0.0.1:{port}", "--engine"))
+    message = str(raised.value)
+    assert "Connection refused" in message
+    assert "ssh must log in without a prompt" in message
