@@ -29,6 +29,7 @@ from concurrent.futures import wait as futures_wait
 from typing import TYPE_CHECKING, Any
 
 import docker
+import docker.constants
 import docker.errors
 import docker.tls
 import requests
@@ -128,15 +129,18 @@ def new_session_id() -> str:
 @functools.cache
 def shared_keeps() -> tuple[KeepContent, ...]:
     """The keep-predicates an engine's images share one layer read between: the secret
-    rules' candidate files and the CUDA facts' version files. Whichever of those checks runs
-    first streams the image once for all of them.
+    rules' candidate files, the CUDA facts' version files, the OS facts' os-release and
+    package databases, and the Python facts' distribution metadata. Whichever of those
+    checks (or facts) runs first streams the image once for all of them.
 
     Imported on first use: the rules are large and most sessions read no layer.
     """
     from .cuda import keep_file as cuda_files
+    from .packages import keep_file as package_files
+    from .pythons import keep_file as python_files
     from .secret_rules import keep_file as secret_files
 
-    return (secret_files, cuda_files)
+    return (secret_files, cuda_files, package_files, python_files)
 
 
 def connect(target: EngineTarget | None = None, timeout: int = 60) -> docker.DockerClient:
@@ -159,9 +163,20 @@ def connect(target: EngineTarget | None = None, timeout: int = 60) -> docker.Doc
                 ca_cert=os.path.join(folder, "ca.pem") if target.tls_verify else None,
                 verify=target.tls_verify,
             )
-        client = docker.DockerClient(
-            base_url=target.url, tls=tls, timeout=timeout, use_ssh_client=True
-        )
+        if tls:
+            # requests would verify the engine against REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+            # when set (the system's CAs) instead of the engine's ca.pem: no environment, and
+            # the API version asked for once that holds.
+            client = docker.DockerClient(
+                base_url=target.url,
+                tls=tls,
+                timeout=timeout,
+                version=docker.constants.DEFAULT_DOCKER_API_VERSION,
+            )
+            client.api.trust_env = False
+            client.api._version = client.api.version(api_version=False)["ApiVersion"]  # type: ignore[attr-defined]
+        else:
+            client = docker.DockerClient(base_url=target.url, timeout=timeout, use_ssh_client=True)
         client.ping()
     except requests.exceptions.SSLError as exc:
         raise EngineUnavailable(

@@ -27,6 +27,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -48,6 +49,8 @@ PUBLISH_TUNNEL = "tunnel"
 CONNECT_SECONDS = 10
 _SCHEMES = ("unix", "tcp", "ssh", "npipe")
 _DEFAULT_PORTS = {"tcp": 2375, "ssh": 22}
+#: A Docker context's name, as the docker CLI allows it.
+_CONTEXT_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.+-]*")
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,7 @@ def engine_target(value: str | None, environ: Mapping[str, str], label: str) -> 
     Raises :class:`ImageCheckError` (one line) for a malformed URL or an unknown context.
     """
     if value is not None:
-        if "://" not in value:
+        if "://" not in value and _CONTEXT_NAME.fullmatch(value):
             return context_target(value, environ, f"{label} {value}")
         url = parse_engine_url(value, label)
         return EngineTarget(url, label, *_env_tls(url, environ))

@@ -172,6 +172,59 @@ CASES = [
         "start one (`sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST "
         "at a running engine",
     ),
+    # Engines: named wrongly, or remote without a choice of where ports go (issue 17).
+    row(
+        "--engine=10.0.0.5:2375 (no scheme)",
+        option("--image={image}", "--engine=10.0.0.5:2375"),
+        "ERROR: --engine '10.0.0.5:2375' is not an engine URL: use unix:///var/run/docker.sock, "
+        "tcp://HOST:2376, ssh://USER@HOST, or the name of a Docker context",
+    ),
+    row(
+        "--engine=nope (no such Docker context)",
+        Given(
+            USAGE_ERROR,
+            ("--image={image}", "--engine=nope"),
+            {"test_it.py": NO_IMAGE},
+            {"DOCKER_CONFIG": "{tmp}/docker"},
+        ),
+        "ERROR: --engine nope: Docker context 'nope' does not exist "
+        "({tmp}/docker/contexts/meta/"
+        "ca3704aa0b06f5954c79ee837faa152d84d6b2d42838f0637a15eda8337dbdce/meta.json is missing): "
+        "list them with `docker context ls`",
+    ),
+    row(
+        "DOCKER_HOST=tcp://192.0.2.1:2375 (remote), no --publish-host",
+        Given(
+            USAGE_ERROR,
+            ("--image={image}",),
+            {"test_it.py": NO_IMAGE},
+            {"DOCKER_HOST": "tcp://192.0.2.1:2375"},
+        ),
+        "ERROR: the engine tcp://192.0.2.1:2375 is on another machine: choose where its "
+        "containers' ports are published with --publish-host engine (on 192.0.2.1, the address "
+        "pytest reaches the engine at, which the machines of that network can reach too) or "
+        "--publish-host ADDRESS (an address of the engine's host), or reach the engine over "
+        "ssh:// to tunnel them",
+    ),
+    row(
+        "--publish-host=gpu-host (not an address)",
+        option("--image={image}", "--engine=tcp://192.0.2.1:2375", "--publish-host=gpu-host"),
+        "ERROR: --publish-host 'gpu-host' is not an IP address: give an address of the engine's "
+        "host (e.g. 10.0.0.5), engine (the address in the engine's URL) or tunnel (ssh:// "
+        "engines)",
+    ),
+    row(
+        "--engine twice without pytest-xdist workers",
+        option("--image={image}", "--engine=unix:///var/run/docker.sock", "--engine=ssh://ci@h"),
+        "ERROR: --engine names 2 engines, which a session spreads over pytest-xdist workers, "
+        "one engine each: run with -n 2 or more",
+    ),
+    row(
+        "--engine=tcp://127.0.0.1:1 (refused)",
+        session("--image={image}", "--engine=tcp://127.0.0.1:1"),
+        "Docker engine unreachable at tcp://127.0.0.1:1 (Connection refused): check the address "
+        "and that the engine listens on tcp there (dockerd -H tcp://...)",
+    ),
     row(
         "--target=prod (no such stage)",
         session("--build-context=ctx", "--target=prod", files=BASE_STAGE),
@@ -446,7 +499,7 @@ def test_bad_input_is_one_line_naming_the_input_and_the_fix(
         (pytester.path / path).parent.mkdir(parents=True, exist_ok=True)
         (pytester.path / path).write_text(_filled(text, values))
     for name, value in given.env.items():
-        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, _filled(value, values))
 
     # The inner runs leave hypothesis out: pytester forgets the modules an inner run imports,
     # and importing hypothesis again costs seconds per row (pytest-benchmark only warns).

@@ -317,7 +317,7 @@ def _engines(
             raise ImageCheckError(
                 f"{given.label} names {len(targets)} engines, which a session spreads over "
                 f"pytest-xdist workers, one engine each: run with -n {len(targets)} or more"
-                + ("" if workers else " (pip install pytest-xdist)")
+                + ("" if config.pluginmanager.hasplugin("xdist") else " (pip install pytest-xdist)")
             )
         if publish.value not in (None, "engine", "tunnel"):
             raise ImageCheckError(
@@ -327,6 +327,8 @@ def _engines(
             )
     publishings = tuple(
         _relabelled(publish, "--publish-host", functools.partial(_publishing, target))
+        if publish.value is not None
+        else _publishing(target, None)
         for target in targets
     )
     return targets, publishings
