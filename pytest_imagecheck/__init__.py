@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from .checks.endpoint import assert_endpoint_ready
     from .checks.health import assert_healthy
     from .checks.healthcheck import assert_healthcheck
+    from .checks.packages import (
+        assert_absent,
+        assert_installed_once,
+        assert_no_stray_files,
+        assert_pip_consistent,
+        assert_versions,
+    )
     from .checks.pinning import assert_base_images_pinned, assert_built_from
     from .checks.secrets import assert_no_secrets
     from .checks.size import assert_size_within, write_size_baseline
@@ -35,7 +42,9 @@ if TYPE_CHECKING:
     from .errors import ImageCheckError
     from .gpu import GpuHost, NvmlUnavailable, read_gpu_host
     from .image import Healthcheck, ImageUnderTest, Layer
+    from .packages import OsPackage, OsPackages, OsRelease, PackageDatabase
     from .plugin.ahead import container_fixture
+    from .pythons import PythonInstall, PythonPackage
 
 # Each name is imported on first use, so that loading the plugin (which pytest does in every
 # session, also of projects that never touch a container) costs only what the session uses.
@@ -52,7 +61,14 @@ _WHERE = {
     "ImageUnderTest": ".image",
     "Layer": ".image",
     "NvmlUnavailable": ".gpu",
+    "OsPackage": ".packages",
+    "OsPackages": ".packages",
+    "OsRelease": ".packages",
+    "PackageDatabase": ".packages",
+    "PythonInstall": ".pythons",
+    "PythonPackage": ".pythons",
     "RunningContainer": ".container",
+    "assert_absent": ".checks.packages",
     "assert_base_images_pinned": ".checks.pinning",
     "assert_built_from": ".checks.pinning",
     "assert_command": ".checks.structure",
@@ -64,10 +80,14 @@ _WHERE = {
     "assert_file": ".checks.structure",
     "assert_healthcheck": ".checks.healthcheck",
     "assert_healthy": ".checks.health",
+    "assert_installed_once": ".checks.packages",
     "assert_labels": ".checks.structure",
     "assert_no_secrets": ".checks.secrets",
+    "assert_no_stray_files": ".checks.packages",
     "assert_non_root": ".checks.user",
+    "assert_pip_consistent": ".checks.packages",
     "assert_size_within": ".checks.size",
+    "assert_versions": ".checks.packages",
     "read_cuda_facts": ".cuda",
     "read_gpu_host": ".gpu",
     "write_size_baseline": ".checks.size",
@@ -85,7 +105,14 @@ __all__ = [
     "ImageUnderTest",
     "Layer",
     "NvmlUnavailable",
+    "OsPackage",
+    "OsPackages",
+    "OsRelease",
+    "PackageDatabase",
+    "PythonInstall",
+    "PythonPackage",
     "RunningContainer",
+    "assert_absent",
     "assert_base_images_pinned",
     "assert_built_from",
     "assert_command",
@@ -97,10 +124,14 @@ __all__ = [
     "assert_file",
     "assert_healthcheck",
     "assert_healthy",
+    "assert_installed_once",
     "assert_labels",
     "assert_no_secrets",
+    "assert_no_stray_files",
     "assert_non_root",
+    "assert_pip_consistent",
     "assert_size_within",
+    "assert_versions",
     "container_fixture",
     "read_cuda_facts",
     "read_gpu_host",

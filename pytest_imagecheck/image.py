@@ -9,6 +9,7 @@ Facts are attributes, so tests can use plain ``assert``::
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Iterable
@@ -19,6 +20,10 @@ from typing import Any, Protocol
 from .errors import ImageCheckError
 from .evidence import from_test_code, observe, observed_fact, observing
 from .layers import KeepContent, LayerContents, LayerPool, SharedLayers, read_saved_image
+from .packages import OsPackages, OsRelease, live_files, read_os_packages, read_os_release
+from .packages import keep_file as package_files
+from .pythons import PythonInstall, PythonPackage, find_pythons, read_python_packages
+from .pythons import keep_file as python_files
 from .units import format_duration, format_size, nanoseconds_to_timedelta
 
 # A RUN that saw build args: "|2 A=1 B=2 /bin/sh -c cmd" (legacy) or "RUN |2 ..." (BuildKit).
@@ -314,6 +319,69 @@ class ImageUnderTest:
     def created(self) -> str:
         """When the image was built (RFC 3339)."""
         return str(self.attrs.get("Created") or "")
+
+    @property
+    @observed_fact
+    def os_release(self) -> OsRelease | None:
+        """``/etc/os-release`` (``ID``, ``VERSION_ID``, ...), read from the layers; None when
+        the image has none (``FROM scratch``). See :mod:`~pytest_imagecheck.packages`."""
+        return self._package_facts[0]
+
+    @property
+    @observed_fact
+    def packages(self) -> OsPackages:
+        """The installed OS packages (dpkg, apk, rpm's SQLite database), each with the layer
+        that added it, read from the layers; ``.databases`` says which databases were found
+        and read. See :mod:`~pytest_imagecheck.packages`."""
+        return self._package_facts[1]
+
+    @property
+    @observed_fact
+    def python_packages(self) -> list[PythonPackage]:
+        """Every installed Python distribution (dist-info, egg-info) in every site-packages
+        and dist-packages of the image, with name, version, location and the layer that added
+        it. See :mod:`~pytest_imagecheck.pythons`."""
+        return [p for p in self._package_facts[3] if p.installed]
+
+    @property
+    @observed_fact
+    def pythons(self) -> list[PythonInstall]:
+        """Every Python in the image (system, ``/usr/local``, conda, venvs), with its version,
+        where that was read, and its site folders in ``sys.path`` order."""
+        return self._package_facts[2]
+
+    @property
+    def python_package_copies(self) -> list[PythonPackage]:
+        """Every copy of a Python distribution any layer holds, installed or since removed
+        (``removed_in``), in the order the layers added them."""
+        return list(self._package_facts[3])
+
+    @functools.cached_property
+    def _package_facts(
+        self,
+    ) -> tuple[OsRelease | None, OsPackages, list[PythonInstall], list[PythonPackage]]:
+        """Read once, from the layer read the image's checks share."""
+        os_layers = self.layer_contents(keep=package_files)
+        python_layers = self.layer_contents(keep=python_files)
+        present = live_files(os_layers)
+        release = read_os_release(present, lambda path, i: os_layers[i].contents.get(path))
+        packages = read_os_packages(os_layers, present)
+        copies = read_python_packages(python_layers)
+        live = {
+            path: python_layers[index].contents[path]
+            for path, (_, index) in present.items()
+            if path in python_layers[index].contents
+        }
+        pythons = find_pythons(
+            present,
+            live,
+            copies,
+            os_packages=packages,
+            os_release=release,
+            env=self.env,
+            user=self.user,
+        )
+        return release, packages, pythons, copies
 
     def layer_contents(self, keep: KeepContent | None = None) -> list[LayerContents]:
         """Every filesystem layer's entries and deletions, base first, streamed from the engine.

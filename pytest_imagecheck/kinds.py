@@ -24,6 +24,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from .errors import ImageCheckError
+from .packages import PackageQuery, check_python_name
 from .units import (
     DURATION_PATTERN,
     MODE_PATTERN,
@@ -38,12 +39,14 @@ from .units import (
     port_key,
     time_limit,
 )
+from .versions import OsBound, VersionBound
 
 __all__ = [
     "ABSOLUTE_PATH",
     "ACCEPT",
     "BOOL",
     "COMMAND",
+    "COMMAND_NAMES",
     "COUNT_BOUND",
     "DURATION",
     "DURATION_BOUND",
@@ -53,10 +56,14 @@ __all__ = [
     "FINDING_ID",
     "JSON_OBJECT",
     "MODE",
+    "OS_VERSION",
     "OWNER",
+    "PACKAGE_NAMES",
+    "PATH_PATTERNS",
     "PERCENT",
     "PORT",
     "PORTS",
+    "PYTHON_NAMES",
     "REASON",
     "REGEX",
     "REQUEST_TIMEOUT",
@@ -75,6 +82,7 @@ __all__ = [
     "one_of",
     "plain",
     "shown",
+    "version_bound",
 ]
 
 
@@ -394,6 +402,91 @@ def _version(value: Any) -> str:
     return value
 
 
+def _checked(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Run a parser that raises :class:`ImageCheckError` (the checks' own), keeping its
+    message; the value is passed on as written."""
+
+    def convert(value: Any) -> Any:
+        try:
+            parse(value)
+        except ImageCheckError as exc:
+            raise Invalid(str(exc)) from None
+        return value
+
+    return convert
+
+
+def _quoted(value: Any, example: str) -> None:
+    if _is_number(value):
+        raise Invalid(
+            f'expected a version in quotes like "{example}", got the number {value}: quote it '
+            "(YAML reads 3.10 as the number 3.1)"
+        )
+
+
+def _names_list(item: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
+    def convert(value: Any) -> list[Any]:
+        if not isinstance(value, list) or not value:
+            raise WrongType
+        for entry in value:
+            if not isinstance(entry, str):
+                raise WrongType
+            item(entry)
+        return list(value)
+
+    return convert
+
+
+def _package_names(value: Any) -> list[str]:
+    return _names_list(_checked(PackageQuery.parse))(value)
+
+
+def _python_names(value: Any) -> str | list[str]:
+    if isinstance(value, str):
+        _checked(check_python_name)(value)
+        return value
+    return _names_list(_checked(check_python_name))(value)
+
+
+def _path_patterns(value: Any) -> list[str]:
+    return _names_list(lambda item: _absolute_path(item))(value)
+
+
+def _command_names(value: Any) -> list[str]:
+    def one(item: str) -> None:
+        if re.search(r"\s", item) or ("/" in item and not item.startswith("/")):
+            raise Invalid(
+                f"bad command name {shown(item)}: write a program's name as PATH finds it, "
+                'like "gcc", or an absolute path like "/usr/bin/gcc"'
+            )
+
+    return _names_list(one)(value)
+
+
+def version_bound(what: str) -> Kind:
+    """A version, prefix or range of ``what`` (``python``, ``torch``), as
+    :class:`~pytest_imagecheck.versions.VersionBound` reads it."""
+
+    def convert(value: Any) -> str:
+        _quoted(value, "3.11" if what == "python" else "2.1")
+        if not isinstance(value, str):
+            raise WrongType
+        return str(_checked(lambda v: VersionBound.parse(v, what))(value))
+
+    return Kind(
+        'a version, prefix or range in quotes like "2.1", "2.1.0+cu121" or ">=2.1,<2.2"',
+        {"type": "string", "pattern": r"^\s*(?:===|~=|==|!=|<=|>=|<|>)?\s*[0-9vV]"},
+        convert,
+    )
+
+
+def _os_version(value: Any) -> str:
+    _quoted(value, "12")
+    if not isinstance(value, str):
+        raise WrongType
+    return str(_checked(OsBound.parse)(value))
+
+
 def one_of(*choices: str) -> Kind:
     """A kind whose values are the strings ``choices``, such as the kinds of path
     ``assert_file`` takes."""
@@ -559,6 +652,48 @@ EXIT_CODE = Kind(
 #: A file next to the spec: a relative path is resolved against the spec file's folder.
 SPEC_FILE = Kind('a file path like "size-baseline.json"', {"type": "string", "minLength": 1}, _text)
 VERSION = Kind('a version in quotes like "12.1"', {"type": "string", "minLength": 1}, _version)
+_NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9+._~-]*)"
+PACKAGE_NAMES = Kind(
+    'a list of package names like ["gcc", "dpkg:make", "python:jupyter"]',
+    {
+        "type": "array",
+        "minItems": 1,
+        "items": {"type": "string", "pattern": rf"^(?:(?:dpkg|apk|rpm|python):)?{_NAME_PATTERN}$"},
+    },
+    _package_names,
+)
+PYTHON_NAMES = Kind(
+    'a Python distribution name like "torch", or a list of them',
+    {
+        "anyOf": [
+            {"type": "string", "pattern": r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$"},
+            {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "string",
+                    "pattern": r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$",
+                },
+            },
+        ]
+    },
+    _python_names,
+)
+PATH_PATTERNS = Kind(
+    'a list of absolute paths or patterns like ["/usr/bin/gcc", "/tmp/*"]',
+    {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^/"}},
+    _path_patterns,
+)
+COMMAND_NAMES = Kind(
+    'a list of commands like ["gcc", "make"]',
+    {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": r"^(?:/\S+|[^/\s]+)$"}},
+    _command_names,
+)
+OS_VERSION = Kind(
+    'an OS in quotes like "debian 12", "ubuntu >=22.04" or "alpine"',
+    {"type": "string", "minLength": 1},
+    _os_version,
+)
 REASON = Kind(
     "a reason, a non-empty string saying why this criterion may fail for now",
     {"type": "string", "pattern": r"\S"},

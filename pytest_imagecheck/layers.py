@@ -12,10 +12,13 @@ read keeps what each of them wants and serves the others from it, whichever chec
 
 A keep-predicate selects files by name and size; a :class:`Keep` can also select them by
 content: while streaming, the first :data:`SNIFF_BYTES` of each small regular file are shown
-to its sniffer, and only the files it picks are kept. Hard links are entries of their own
-(``kind="hardlink"``, ``linkname`` the absolute path of the first name, in the same layer):
-the bytes are stored once, under the first name, and a kept file's bytes are served under
-each of its names.
+to its sniffer, and only the files it picks are kept. Files of up to :data:`MAX_KEEP` bytes
+are kept; a predicate with a ``max_size`` (:class:`KeepLarge`, for package databases such as
+dpkg's status file or an rpmdb) keeps its own files up to that size, and only its own.
+
+Hard links are entries of their own (``kind="hardlink"``, ``linkname`` the absolute path of
+the first name, in the same layer): the bytes are stored once, under the first name, and a
+kept file's bytes are served under each of its names.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ SniffContent = Callable[[bytes], bool]
 #: How much of a small regular file a sniffer sees: the first 16 KiB.
 SNIFF_BYTES = 16 * 1024
 
+#: The largest file a keep-predicate keeps, unless it says otherwise (``max_size``); the
+#: largest file a sniffer is shown.
+MAX_KEEP = 1 << 20
+
 
 @dataclass(frozen=True)
 class Keep:
@@ -57,13 +64,39 @@ class Keep:
 
     by_name: KeepContent
     by_content: SniffContent
+    #: Files ``by_name`` selects are kept up to this size (0: :data:`MAX_KEEP`).
+    max_size: int = 0
 
     def __call__(self, path: str, size: int) -> bool:
         return self.by_name(path, size)
 
     def selects(self, path: str, data: bytes) -> bool:
         """Whether this keep would have kept ``data``, found at ``path``."""
-        return self.by_name(path, len(data)) or self.by_content(data[:SNIFF_BYTES])
+        return self.by_name(path, len(data)) or (
+            len(data) <= MAX_KEEP and self.by_content(data[:SNIFF_BYTES])
+        )
+
+
+@dataclass(frozen=True)
+class KeepLarge:
+    """A keep-predicate whose files may be larger than :data:`MAX_KEEP`: up to ``max_size``.
+
+    For the few files a fact needs whole whatever their size, such as a package database
+    (dpkg's status file, apk's installed database, an rpmdb): called as ``keep(path, size)``
+    it is ``by_name`` for files of at most ``max_size`` bytes. Read together with other
+    predicates (:class:`SharedLayers`), each keeps only up to its own limit.
+    """
+
+    by_name: KeepContent
+    max_size: int
+
+    def __call__(self, path: str, size: int) -> bool:
+        return size <= self.max_size and self.by_name(path, size)
+
+
+def _limit(keep: KeepContent | None) -> int:
+    """The largest file ``keep`` keeps: its ``max_size``, else :data:`MAX_KEEP`."""
+    return max(MAX_KEEP, getattr(keep, "max_size", 0) or 0)
 
 
 @dataclass(frozen=True)
@@ -444,6 +477,7 @@ def _read_layer(
     """The layer tar at ``source``'s position (see :func:`read_layer`), left at its end."""
     layer = LayerContents(index=-1, diff_id="")
     sniff = keep.by_content if isinstance(keep, Keep) else None
+    limit = max(max_keep, getattr(keep, "max_size", 0) or 0)
     for member, _, sparse in _members(source, end, where):
         path = posixpath.normpath("/" + member.name.lstrip("/"))
         base = posixpath.basename(path)
@@ -470,11 +504,11 @@ def _read_layer(
         )
         if kind == "hardlink" and linkname in layer.contents:
             layer.contents[path] = layer.contents[linkname]  # the same bytes, not a copy
-        if kind != "file" or sparse or size > max_keep or keep is None or not size:
+        if kind != "file" or sparse or size > limit or keep is None or not size:
             continue
         if keep(path, size):
             layer.contents[path] = _exact(source, size, path)
-        elif sniff is not None:
+        elif sniff is not None and size <= max_keep:
             head = _exact(source, min(size, SNIFF_BYTES), path)
             if sniff(head):
                 layer.contents[path] = head + _exact(source, size - len(head), path)
@@ -484,14 +518,15 @@ def _read_layer(
 
 
 def read_layer(
-    stream: IO[bytes], index: int, keep: KeepContent | None = None, max_keep: int = 1 << 20
+    stream: IO[bytes], index: int, keep: KeepContent | None = None, max_keep: int = MAX_KEEP
 ) -> LayerContents:
     """Read one layer tar from ``stream``, consumed to its end; its diff ID is the sha256 of
     what was read.
 
-    Keeps the bytes of regular files of at most ``max_keep`` bytes that ``keep`` selects by
-    name, or, when ``keep`` is a :class:`Keep`, by their first :data:`SNIFF_BYTES`. The
-    bytes of a sparse file (GNU or pax sparse formats) are never kept.
+    Keeps the bytes of regular files of at most ``max_keep`` bytes (or ``keep``'s own
+    ``max_size``, see :class:`KeepLarge`) that ``keep`` selects by name, or, when ``keep``
+    is a :class:`Keep`, by their first :data:`SNIFF_BYTES`. The bytes of a sparse file (GNU
+    or pax sparse formats) are never kept.
     """
     digest = hashlib.sha256()
 
@@ -565,7 +600,7 @@ def read_saved_images(
         if name.endswith("/layer.tar") or (
             name.startswith("blobs/sha256/") and f"sha256:{base}" in wanted
         ):
-            read[name] = _read_layer(source, source.offset + stored, keep, 1 << 20, name)
+            read[name] = _read_layer(source, source.offset + stored, keep, MAX_KEEP, name)
         elif name == "manifest.json":
             manifest = json.loads(_exact(source, stored, name))
         elif (config := configs.get(base.removesuffix(".json"))) is not None:
@@ -686,28 +721,40 @@ class SharedLayers:
 
 
 def _union(keeps: frozenset[KeepContent]) -> KeepContent:
-    """One predicate that keeps what any of ``keeps`` keeps, by name or by content."""
+    """One predicate that keeps what any of ``keeps`` keeps, by name or by content, each up
+    to its own size limit."""
+    limits = [(k, _limit(k)) for k in keeps]
+    largest = max((limit for _, limit in limits), default=MAX_KEEP)
 
     def by_name(path: str, size: int) -> bool:
-        return any(k(path, size) for k in keeps)
+        return any(size <= limit and k(path, size) for k, limit in limits)
 
     sniffs = [k.by_content for k in keeps if isinstance(k, Keep)]
     if not sniffs:
-        return by_name
+        return by_name if largest <= MAX_KEEP else KeepLarge(by_name, largest)
     if len(sniffs) == 1:  # the usual case; it runs once per small file
-        return Keep(by_name, sniffs[0])
-    return Keep(by_name, lambda head: any(sniff(head) for sniff in sniffs))
+        return Keep(by_name, sniffs[0], largest)
+    return Keep(by_name, lambda head: any(sniff(head) for sniff in sniffs), largest)
 
 
 def _selected(contents: dict[str, bytes], keep: KeepContent | None) -> dict[str, bytes]:
     if keep is None:
         return {}
+    limit = _limit(keep)
     if isinstance(keep, Keep):
-        return {path: data for path, data in contents.items() if keep.selects(path, data)}
-    return {path: data for path, data in contents.items() if keep(path, len(data))}
+        return {
+            path: data
+            for path, data in contents.items()
+            if len(data) <= limit and keep.selects(path, data)
+        }
+    return {
+        path: data
+        for path, data in contents.items()
+        if len(data) <= limit and keep(path, len(data))
+    }
 
 
-def final_filesystem(layers: list[LayerContents]) -> Iterator[tuple[FileEntry, int]]:
+def final_filesystem(layers: Sequence[LayerContents]) -> Iterator[tuple[FileEntry, int]]:
     """Each entry of the merged filesystem with the index of the layer it comes from."""
     live: dict[str, tuple[FileEntry, int]] = {}
     for layer in layers:

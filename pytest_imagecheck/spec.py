@@ -30,7 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checks import cuda, endpoint, health, healthcheck, pinning, secrets, size, structure, user
+from .checks import (
+    cuda,
+    endpoint,
+    health,
+    healthcheck,
+    packages,
+    pinning,
+    secrets,
+    size,
+    structure,
+    user,
+)
 from .declaration import Check, Key
 from .errors import ImageCheckError
 from .kinds import REASON, SPEC_FILE, TEXT, Invalid, Kind, WrongType, shown
@@ -79,6 +90,11 @@ _CHECKS = (
     structure.FILE,
     structure.COMMAND,
     cuda.CUDA_TORCH,
+    packages.VERSIONS,
+    packages.PIP_CONSISTENT,
+    packages.INSTALLED_ONCE,
+    packages.ABSENT,
+    packages.NO_STRAY_FILES,
 )
 
 #: Every check imagecheck.yaml knows, by name.

@@ -1,4 +1,5 @@
-"""One ``docker save`` per image: the wasted-bytes, secrets and CUDA checks share one read.
+"""One ``docker save`` per image: the wasted-bytes, secrets and CUDA checks, and the OS and
+Python package facts and the checks on them, share one read.
 
 Every count here is of real exports: the spy wraps ``Engine.save`` and still streams the image
 from the engine.
@@ -18,12 +19,20 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from pytest_imagecheck.checks.packages import (
+    assert_absent,
+    assert_installed_once,
+    assert_no_stray_files,
+    assert_pip_consistent,
+    assert_versions,
+)
 from pytest_imagecheck.checks.secrets import assert_no_secrets
 from pytest_imagecheck.checks.size import assert_size_within
 from pytest_imagecheck.cuda import CudaFacts, read_cuda_facts
 from pytest_imagecheck.engine import Engine
 from pytest_imagecheck.evidence import Evidence, collecting
 from pytest_imagecheck.image import ImageUnderTest
+from tests.wheels import fetch
 
 KiB = 1024
 SITE = "/usr/local/lib/python3.11/dist-packages"
@@ -263,3 +272,163 @@ def test_the_first_read_keeps_files_for_checks_not_imported_yet(tag: str) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["['file:/app/.env']", "13.0", "1"]
+
+
+# --- the package facts share the same read -------------------------------------------------
+
+#: RECIPE's layers on the Debian base (os-release, a real dpkg database, Python 3.11), with
+#: the real six wheel unzipped into dist-packages as pip lays it out.
+DEBIAN_RECIPE = """FROM {debian}
+COPY {wheel} /tmp/
+RUN mkdir -p /app /usr/local/cuda-13.0 {site}/torch \\
+ && echo "DB_PASSWORD=Tr0ub4dor-and-3-horses" > /app/.env \\
+ && echo '{{"cuda": {{"version": "13.0.96"}}}}' > /usr/local/cuda-13.0/version.json \\
+ && printf "__version__ = '2.14.1+cu130'\\ncuda = '13.0'\\n" > {site}/torch/version.py \\
+ && dd if=/dev/zero of=/app/model.bin bs=1K count=64 \\
+ && python3 -m zipfile -e /tmp/{wheel} {site}/ && rm /tmp/{wheel}
+RUN dd if=/dev/zero of=/app/model.bin bs=1K count=32
+"""
+
+#: Each package fact and check as a user calls it, beside the three above.
+PACKAGE_CHECKS: dict[str, Callable[[ImageUnderTest], object]] = {
+    **CHECKS,
+    "os_release": lambda image: image.os_release,
+    "packages": lambda image: (list(image.packages), image.packages.databases),
+    "pythons": lambda image: image.pythons,
+    "python_packages": lambda image: image.python_packages,
+    "pip_consistent": assert_pip_consistent,
+    "absent": lambda image: assert_absent(image, packages=["gcc"], commands=["gcc"]),
+    "no_stray_files": assert_no_stray_files,
+    "versions": lambda image: assert_versions(image, python="3.11", os="debian 12"),
+    "installed_once": lambda image: assert_installed_once(image, "six"),
+}
+
+
+@pytest.fixture(scope="module")
+def debian_tag(
+    client: docker.DockerClient,
+    debian: str,
+    worker_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    wheel = fetch("six==1.16.0")
+    context = tmp_path_factory.mktemp("layers-once-debian")
+    (context / wheel.name).write_bytes(wheel.read_bytes())
+    (context / "Dockerfile").write_text(
+        DEBIAN_RECIPE.format(debian=debian, site=SITE, wheel=wheel.name)
+    )
+    tag = f"imagecheck-test/layers-once-debian:1-{worker_id}"
+    client.images.build(path=str(context), tag=tag, rm=True, forcerm=True)
+    yield tag
+    with contextlib.suppress(docker.errors.APIError):
+        client.images.remove(tag, noprune=True)
+
+
+def package_outcome(check: str, image: ImageUnderTest) -> tuple[object, list[Evidence]]:
+    with collecting() as evidence:
+        try:
+            result = PACKAGE_CHECKS[check](image)
+        except AssertionError as failure:
+            result = f"failed: {failure}"
+    return result, evidence
+
+
+@pytest.fixture(scope="module")
+def debian_alone(engine: Engine, debian_tag: str) -> dict[str, tuple[object, list[Evidence]]]:
+    """Each check's outcome on an image object of its own."""
+    return {check: package_outcome(check, engine.image(debian_tag)) for check in PACKAGE_CHECKS}
+
+
+def test_the_package_facts_find_what_the_debian_image_holds(
+    debian_alone: dict[str, tuple[object, list[Evidence]]],
+) -> None:
+    release, _ = debian_alone["os_release"]
+    assert getattr(release, "id", None) == "debian"
+    (packages, databases), _ = debian_alone["packages"]  # type: ignore[misc]
+    assert len(packages) > 50 and [db.path for db in databases] == ["/var/lib/dpkg/status"]
+    python_packages, _ = debian_alone["python_packages"]
+    assert [(p.name, p.version, p.location) for p in python_packages] == [  # type: ignore[attr-defined]
+        ("six", "1.16.0", SITE)
+    ]
+    for check in ("pip_consistent", "absent", "versions", "installed_once"):
+        assert debian_alone[check][0] is None, check
+    stray, _ = debian_alone["no_stray_files"]
+    assert isinstance(stray, str) and "/var/lib/apt/lists: apt's package lists" in stray
+    size, _ = debian_alone["size"]
+    assert size is None
+
+
+@pytest.mark.parametrize("first", list(PACKAGE_CHECKS))
+def test_whichever_fact_or_check_reads_first_streams_the_image_once_for_all(
+    engine: Engine,
+    debian_tag: str,
+    debian_alone: dict[str, tuple[object, list[Evidence]]],
+    saves: list[str],
+    first: str,
+) -> None:
+    image = engine.image(debian_tag)
+    order = [first, *(check for check in PACKAGE_CHECKS if check != first)]
+    seen = {check: package_outcome(check, image) for check in order}
+    assert len(saves) == 1
+    assert seen == debian_alone
+
+
+def test_package_criteria_in_yaml_stream_the_image_once(
+    pytester: pytest.Pytester, debian_tag: str, saves: list[str]
+) -> None:
+    pytester.makefile(
+        ".yaml",
+        imagecheck="""version: 1
+criteria:
+  - check: versions
+    python: "3.11"
+  - check: size
+    wasted: 1MB
+  - check: pip_consistent
+  - check: absent
+    packages: [gcc]
+  - check: installed_once
+    package: six
+  - check: no_stray_files
+  - check: no_secrets
+""",
+    )
+    result = pytester.runpytest(f"--image={debian_tag}")
+    result.assert_outcomes(passed=5, failed=2)  # apt's lists of the base, and the .env
+    assert len(saves) == 1
+
+
+#: A fresh interpreter: the size check alone, then the package facts after its read.
+FRESH_PACKAGES = """
+import sys
+from pytest_imagecheck.checks.size import assert_size_within
+from pytest_imagecheck.engine import Engine, connect
+
+saves = []
+real_save = Engine.save
+
+def counting_save(self, image_id):
+    saves.append(image_id)
+    yield from real_save(self, image_id)
+
+Engine.save = counting_save
+image = Engine(connect(), "tests-layers-once").image(sys.argv[1])
+assert_size_within(image, wasted="1MB")
+from pytest_imagecheck.checks.packages import assert_pip_consistent
+assert_pip_consistent(image)
+print(image.os_release.id, image.packages.get("libc6").name, image.python_packages[0].name,
+      len(saves))
+"""
+
+
+def test_a_check_imported_after_the_first_read_is_served_from_it(
+    debian_tag: str,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_PACKAGES, debian_tag],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["debian", "libc6", "six", "1"]

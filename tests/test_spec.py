@@ -383,7 +383,8 @@ ITEM = "criteria:\n  - check: "
             "criteria:\n  - check: healthy\n  - timeout: 30s\n",
             "imagecheck.yaml:3: a criterion has no check: add check: with one of non_root, "
             "healthcheck, base_images_pinned, built_from, size, no_secrets, endpoint, healthy, "
-            "hardened, env, labels, exposed_ports, config, file, command, cuda_torch",
+            "hardened, env, labels, exposed_ports, config, file, command, cuda_torch, versions, "
+            "pip_consistent, installed_once, absent, no_stray_files",
             id="no check",
         ),
         pytest.param(
@@ -391,7 +392,7 @@ ITEM = "criteria:\n  - check: "
             'imagecheck.yaml:2: unknown check "non-root" (did you mean non_root?): the checks '
             "are non_root, healthcheck, base_images_pinned, built_from, size, no_secrets, "
             "endpoint, healthy, hardened, env, labels, exposed_ports, config, file, command, "
-            "cuda_torch",
+            "cuda_torch, versions, pip_consistent, installed_once, absent, no_stray_files",
             id="unknown check, close to a known one",
         ),
         pytest.param(
