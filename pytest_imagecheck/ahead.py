@@ -22,8 +22,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from typing import Any
 
-from .container import RunningContainer
+from .container import RunningContainer, health_of
 from .engine import Engine
+from .errors import ContainerFailed
 from .image import ImageUnderTest
 
 #: Containers started side by side at most: each start is mostly the engine's work.
@@ -123,14 +124,16 @@ class Ahead:
         the start's error (an ``ImageCheckError``) as a start on demand would.
 
         A container started ahead that is not what was asked (other options, or an image
-        retagged since) is removed.
+        retagged since) is removed, and so is one that stopped or turned unhealthy while it
+        waited: what a start on demand would give the test is not that, so the test gets a
+        start on demand.
         """
         pending = self._release(key)
         if pending is None:
             return None
         wanted, future = pending
         running = future.result()
-        if wanted == options_key(options) and running.image.id == image.id:
+        if wanted == options_key(options) and running.image.id == image.id and _fresh(running):
             running.handed_over()
             return running
         self._engine.remove(running)
@@ -164,3 +167,13 @@ class Ahead:
                 self._remove_started(future)
         # Waits for discarded starts still in flight, so their removal is asked for too.
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _fresh(running: RunningContainer) -> bool:
+    """Whether a container started ahead is still as a start on demand could find it:
+    running, and not ``unhealthy``."""
+    try:
+        state = running.attrs["State"]
+    except ContainerFailed:  # removed meanwhile
+        return False
+    return bool(state.get("Running")) and health_of(state) != "unhealthy"

@@ -6,6 +6,7 @@ import contextlib
 import json
 import posixpath
 import re
+import shlex
 import sys
 import tarfile
 import time
@@ -458,8 +459,17 @@ class RunningContainer:
     ) -> ExecResult:
         """Run ``cmd`` in the container (no shell unless you call one) and wait for it.
 
-        A string is split like a shell would split words, but never interpreted by one.
+        A string is split like a shell would split words, but never interpreted by one (an
+        unclosed quote is an :class:`ImageCheckError`).
         """
+        if isinstance(cmd, str):
+            try:
+                shlex.split(cmd)
+            except ValueError as exc:
+                raise ImageCheckError(
+                    f"command {cmd!r} cannot be split into words ({exc}): close the quote, or "
+                    "pass a list of words"
+                ) from None
         if self._served.execs:
             command = Command.of(cmd, user=user, env=env, workdir=workdir)
             served = self._served.execs.pop(command, None)
@@ -469,6 +479,20 @@ class RunningContainer:
         if observing() and from_test_code(sys._getframe(1)):
             observe("exec", _command_text(cmd, user), _outcome(result), secrets_of=self.image.env)
         return result
+
+    def probe(self, argv: list[str], timeout: float) -> ExecResult | None:
+        """Run ``argv`` as the engine runs a health probe: as the container's user, output
+        kept to its first 4 KiB per stream (the engine keeps 4 KiB), the rest dropped as it
+        arrives; None when it has not ended after ``timeout`` seconds.
+
+        Raises :class:`ContainerFailed` when the container stopped.
+        """
+        try:
+            return self._exec(argv, user=None, env=None, workdir=None, output_limit=(4096, timeout))
+        except ContainerFailed:
+            if self.stopped() is not None:
+                raise
+            return None
 
     def exec_batch(self, commands: Sequence[Command], *, lazy: bool = False) -> Batch:
         """Run ``commands`` one after another, each exactly as an exec of it alone, in as few
@@ -497,6 +521,33 @@ class RunningContainer:
             workdir=command.workdir or None,
         )
 
+    def _exec_limited(
+        self,
+        cmd: str | list[str],
+        user: str | None,
+        env: dict[str, str] | None,
+        workdir: str | None,
+        limit: tuple[int, float],
+    ) -> tuple[int | None, bytes, bytes]:
+        """An exec that keeps the first ``limit[0]`` bytes of each stream, drops the rest as
+        it arrives, and stops reading after ``limit[1]`` seconds (exit code None then)."""
+        keep, seconds = limit
+        api = self._container.client.api
+        exec_id = api.exec_create(self.id, cmd, user=user or "", environment=env, workdir=workdir)[
+            "Id"
+        ]
+        out, err = bytearray(), bytearray()
+        ends = time.monotonic() + seconds
+        for chunk_out, chunk_err in api.exec_start(exec_id, stream=True, demux=True):
+            if chunk_out and len(out) < keep:
+                out += chunk_out[: keep - len(out)]
+            if chunk_err and len(err) < keep:
+                err += chunk_err[: keep - len(err)]
+            if time.monotonic() > ends:
+                return None, bytes(out), bytes(err)
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        return code, bytes(out), bytes(err)
+
     def _exec(
         self,
         cmd: str | list[str],
@@ -504,11 +555,15 @@ class RunningContainer:
         user: str | None,
         env: dict[str, str] | None,
         workdir: str | None,
+        output_limit: tuple[int, float] | None = None,
     ) -> ExecResult:
         try:
-            code, (out, err) = self._container.exec_run(
-                cmd, user=user or "", environment=env, workdir=workdir, demux=True
-            )
+            if output_limit is None:
+                code, (out, err) = self._container.exec_run(
+                    cmd, user=user or "", environment=env, workdir=workdir, demux=True
+                )
+            else:
+                code, out, err = self._exec_limited(cmd, user, env, workdir, output_limit)
         except docker.errors.APIError as exc:
             # Refused because the container stopped (409, or the runtime's own words): say so.
             self._raise_if_stopped(self.attrs["State"], f"{cmd!r} could run")

@@ -20,6 +20,7 @@ import functools
 import os
 import re
 import secrets
+import shlex
 import signal
 import socket
 import threading
@@ -273,6 +274,7 @@ _RUN_OPTIONS: dict[str, tuple[Callable[[object], bool], str]] = {
     "cap_drop": (_strings, 'a list of capabilities, like ["ALL"]'),
     "security_opt": (_strings, 'a list of options, like ["no-new-privileges"]'),
     "gpus": (lambda v: isinstance(v, str), 'a --gpus value, like "all" or "device=0"'),
+    "labels": (_string_map, 'a mapping of label names to strings, like {"team": "ml"}'),
 }
 
 
@@ -281,11 +283,32 @@ def check_run_options(options: Mapping[str, object]) -> None:
     ``run_container`` or ``container_fixture``) of the wrong type or value; None values are
     the defaults."""
     for name, value in options.items():
-        if value is None or name not in _RUN_OPTIONS:
+        if name not in _RUN_OPTIONS:
+            raise ImageCheckError(
+                f"run option {name}={value!r} is not one the plugin sets: use "
+                f"{', '.join(_RUN_OPTIONS)} (it never runs privileged containers or mounts "
+                "host paths)"
+            )
+        if value is None:
             continue
         test, takes = _RUN_OPTIONS[name]
         if not test(value):
             raise ImageCheckError(f"run option {name}={value!r}: expected {takes}")
+        if name in ("command", "entrypoint") and isinstance(value, str):
+            try:
+                shlex.split(value)
+            except ValueError as exc:
+                raise ImageCheckError(
+                    f"run option {name}={value!r} cannot be split into words ({exc}): close "
+                    "the quote, or pass a list of words"
+                ) from None
+        names = list(value) if name == "env" and isinstance(value, Mapping) else []
+        bad = next((k for k in names if not k or "=" in k), None)
+        if bad is not None:
+            raise ImageCheckError(
+                f"run option env has the name {bad!r}: a variable name cannot be empty or "
+                'hold "=", like {"MODE": "ro"}'
+            )
         if name == "gpus":
             try:
                 parse_gpus(str(value))

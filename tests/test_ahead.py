@@ -340,3 +340,40 @@ def test_a_bad_run_option_is_one_line_naming_it(pytester, sample_image, option, 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([f"*{says}"])
     assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("how", ["exits", "turns unhealthy"])
+def test_a_container_that_changed_while_it_waited_is_not_handed_over(
+    pytester, build_image, busybox, how
+) -> None:
+    """A container started ahead that stopped, or turned unhealthy, before its test took it
+    is replaced by a start on demand: the verdict is --no-start-ahead's (a false failure,
+    blaming the test, before)."""
+    if how == "exits":
+        command = '["sh", "-c", "sleep 1; echo boom; exit 4"]'
+        health = ""
+    else:
+        command = '["sh", "-c", "touch /ok; sleep 1.5; rm /ok; sleep 600"]'
+        health = 'HEALTHCHECK --interval=1s --retries=1 CMD ["test", "-f", "/ok"]\n'
+    image = build_image(
+        f"FROM {busybox}\n{health}CMD {command}\n",
+        tag=f"imagecheck-test/changes:{os.getpid()}-{how.split()[0]}",
+    )
+    pytester.makepyfile(
+        """
+        import time
+        import pytest_imagecheck as ic
+
+        def test_first(image):
+            time.sleep(4)
+
+        def test_second(container):
+            if container.image.healthcheck is None:
+                assert container.exec(["true"]).ok
+            else:
+                ic.assert_healthy(container, timeout="10s")
+        """
+    )
+    for extra in ((), ("--no-start-ahead",)):
+        result = pytester.runpytest(f"--image={image}", *extra)
+        result.assert_outcomes(passed=2)

@@ -55,7 +55,8 @@ def session(*args: str, files: dict[str, str] | None = None, **env: str) -> Give
 
 def in_test(call: str, files: dict[str, str] | None = None) -> Given:
     """A Python test, run against the sample image, whose line 5 is ``call``."""
-    fixtures = "image, container" if "container" in call else "image"
+    used = [name for name in ("container", "run_container") if re.search(rf"\b{name}\(?\b", call)]
+    fixtures = ", ".join(["image", *used])
     test = f"import pytest_imagecheck as ic\n\n\ndef test_it({fixtures}):\n    {call}\n"
     return Given(TEST_FAILS, ("--image={image}",), {"test_it.py": test, **(files or {})})
 
@@ -379,6 +380,42 @@ CASES = [
         "assert_endpoint_ready(timeout='30 seconds')",
         in_test('ic.assert_endpoint_ready(container, "/", timeout="30 seconds")'),
         BAD_DURATION,
+    ),
+    row(
+        "run_container(42)",
+        in_test("run_container(42)"),
+        "run_container(42): the image is an image reference (a string) or the image fixture's "
+        "ImageUnderTest",
+    ),
+    row(
+        "run_container(privileged=True)",
+        in_test("run_container(privileged=True)"),
+        "run option privileged=True is not one the plugin sets: use command, entrypoint, env, "
+        "user, ports, read_only, tmpfs, cap_drop, security_opt, gpus, labels (it never runs "
+        "privileged containers or mounts host paths)",
+    ),
+    row(
+        'run_container(command="sh -c \'echo hi")',
+        in_test('run_container(command="sh -c \'echo hi")'),
+        'run option command="sh -c \'echo hi" cannot be split into words (No closing '
+        "quotation): close the quote, or pass a list of words",
+    ),
+    row(
+        'run_container(env={"A=B": "x"})',
+        in_test('run_container(env={"A=B": "x"})'),
+        "run option env has the name 'A=B': a variable name cannot be empty or hold \"=\", "
+        'like {"MODE": "ro"}',
+    ),
+    row(
+        'container.exec("echo \'hi")',
+        in_test('container.exec("echo \'hi")'),
+        'command "echo \'hi" cannot be split into words (No closing quotation): close the '
+        "quote, or pass a list of words",
+    ),
+    row(
+        'assert_healthy(container, wait_for_engine="no")',
+        in_test('ic.assert_healthy(container, wait_for_engine="no")'),
+        "wait_for_engine='no': expected True or False",
     ),
     row("container.url(9999)", in_test("container.url(9999)"), NOT_PUBLISHED),
     row(

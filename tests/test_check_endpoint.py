@@ -431,19 +431,76 @@ def test_healthy_runs_the_healthcheck_itself_whatever_the_interval(
         engine.remove(container)
 
 
-def test_a_shell_form_probe_runs_through_the_images_shell(engine, build_image, busybox) -> None:
-    # No /bin/sh: only the image's SHELL can run the probe.
+def test_a_shell_form_probe_runs_through_bin_sh_as_the_engines_does(
+    engine, build_image, busybox
+) -> None:
+    """The engine runs CMD-SHELL through the container's Config.Shell, which it does not
+    copy from the image's SHELL: /bin/sh -c. With no /bin/sh the image's SHELL cannot rescue
+    the probe, so it is not healthy, here as for the engine (a false pass before)."""
     text = (
         f"FROM {busybox}\n"
         'RUN ["/bin/busybox", "rm", "/bin/sh"]\n'
         'SHELL ["/bin/busybox", "sh", "-c"]\n'
-        "HEALTHCHECK --interval=5m CMD test -d /proc/self\n"
+        "HEALTHCHECK --interval=1s --retries=1 CMD test -d /proc/self\n"
+        'CMD ["sleep", "600"]\n'
+    )
+    container = engine.run(engine.image(build_image(text)))
+    try:
+        with pytest.raises(AssertionError) as failure:
+            assert_healthy(container, timeout="20s")
+        assert "healthy" not in (container.health or "").replace("unhealthy", "")
+        assert container.health == "unhealthy"  # the engine's own verdict, for comparison
+        assert "/bin/sh" in str(failure.value)
+    finally:
+        engine.remove(container)
+
+
+def test_a_probe_that_hangs_does_not_stretch_the_wait(engine, build_image, busybox) -> None:
+    """The plugin's own probe never blocks the wait past its timeout, and its output is
+    in the message."""
+    text = (
+        f"FROM {busybox}\n"
+        'HEALTHCHECK --interval=5m --timeout=30s CMD ["sleep", "100000"]\n'
+        'CMD ["sleep", "600"]\n'
+    )
+    container = engine.run(engine.image(build_image(text)))
+    try:
+        started = time.monotonic()
+        with pytest.raises(AssertionError) as failure:
+            assert_healthy(container, timeout="3s")
+        assert time.monotonic() - started < 8
+        message = str(failure.value)
+        assert "the plugin ran the HEALTHCHECK (sleep 100000) once, and no probe finished" in (
+            message
+        )
+    finally:
+        engine.remove(container)
+
+
+def test_a_failing_own_probe_is_in_the_message(engine, build_image, busybox) -> None:
+    text = f'FROM {busybox}\nHEALTHCHECK --interval=5m CMD ["cat", "/nope"]\nCMD ["sleep", "600"]\n'
+    container = engine.run(engine.image(build_image(text)))
+    try:
+        with pytest.raises(AssertionError) as failure:
+            assert_healthy(container, timeout="2s")
+        message = str(failure.value)
+        assert "the plugin ran the HEALTHCHECK (cat /nope)" in message
+        assert "last: exit code 1, cat: can't open '/nope': No such file or directory" in message
+    finally:
+        engine.remove(container)
+
+
+def test_a_probe_with_a_flood_of_output_keeps_4_kib(engine, build_image, busybox) -> None:
+    text = (
+        f"FROM {busybox}\n"
+        "HEALTHCHECK --interval=5m --timeout=10s CMD head -c 50000000 /dev/zero | tr "
+        '"\\\\0" x; exit 0\n'
         'CMD ["sleep", "600"]\n'
     )
     container = engine.run(engine.image(build_image(text)))
     try:
         with collecting() as evidence:
-            assert_healthy(container, timeout="30s")
+            assert_healthy(container, timeout="20s")
         assert evidence[0].facts["verdict_by"] == "probe"
     finally:
         engine.remove(container)

@@ -158,3 +158,38 @@ def test_no_leftovers_under_xdist(pytester, sample_image, client, build_image) -
     result = pytester.runpytest_subprocess(f"--image={tag}", "-n", "2")
     result.assert_outcomes(passed=4)
     assert client.containers.list(all=True, filters={"ancestor": tag}) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_a_signal_during_a_health_wait_ends_the_session(
+    pytester, inner_pytest, build_image, busybox, client, sig
+) -> None:
+    """Ctrl-C or SIGTERM while assert_healthy waits stops pytest (exit 2), not only the test
+    (it became an UnboundLocalError in the evidence, and the session went on)."""
+    image = build_image(
+        f'FROM {busybox}\nHEALTHCHECK --interval=5m CMD ["sleep", "100000"]\n'
+        'CMD ["sleep", "600"]\n',
+        tag=f"imagecheck-test/hangs:{os.getpid()}-{sig.name}",
+    )
+    pytester.makepyfile(
+        """
+        from pathlib import Path
+        import pytest_imagecheck as ic
+
+        def test_a(container):
+            Path("started").touch()
+            ic.assert_healthy(container, timeout="60s")
+
+        def test_b():
+            print("TEST_B RAN")
+        """
+    )
+    run = inner_pytest(f"--image={image}", "-s")
+    assert wait_for(lambda: (pytester.path / "started").exists(), timeout=60)
+    wait_for(lambda: False, timeout=1)
+    run.signal(sig)
+    code, output = run.finish()
+    assert code == pytest.ExitCode.INTERRUPTED, output
+    assert "TEST_B RAN" not in output
+    assert "UnboundLocalError" not in output
+    assert leftovers(client, run.pid) == [], output

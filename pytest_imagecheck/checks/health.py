@@ -9,7 +9,7 @@ wait when it comes first, and ``unhealthy`` from the engine still fails at once.
 
 from __future__ import annotations
 
-import concurrent.futures
+import threading
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -23,7 +23,7 @@ from ..units import format_duration
 from .waiting import probe_lines, probe_not_run, stopped_early, time_limit, wait_until
 
 if TYPE_CHECKING:
-    from ..container import RunningContainer
+    from ..container import ExecResult, RunningContainer
     from ..image import Healthcheck
 
 #: Added to the default wait so a probe that just started can finish.
@@ -34,8 +34,10 @@ PROBE_INTERVAL = 0.25
 
 def probe_argv(health: Healthcheck, shell: list[str] | None = None) -> list[str]:
     """The HEALTHCHECK's command as the engine execs it: ``CMD``'s words as they are,
-    ``CMD-SHELL``'s string through the image's ``SHELL`` (``Config.Shell``), else
-    ``/bin/sh -c`` (moby's ``daemon/health.go``).
+    ``CMD-SHELL``'s words after the container's ``Config.Shell``, else ``/bin/sh -c``
+    (moby's ``daemon/health.go``, ``getShell``). The engine does not copy an image's
+    ``SHELL`` into a container's config, so that is ``/bin/sh -c`` for every container the
+    plugin starts, whatever ``SHELL`` the Dockerfile set.
 
     >>> from pytest_imagecheck.image import Healthcheck
     >>> probe_argv(Healthcheck(("CMD-SHELL", "curl -f localhost || exit 1"), *[None] * 4))
@@ -43,42 +45,67 @@ def probe_argv(health: Healthcheck, shell: list[str] | None = None) -> list[str]
     """
     kind, *words = health.test
     if kind == "CMD-SHELL":
-        return [*(shell or ["/bin/sh", "-c"]), " ".join(words)]
+        return [*(shell or ["/bin/sh", "-c"]), *words]
     return list(words)
 
 
 class _OwnProbe:
     """The image's HEALTHCHECK, run in the container as the engine runs it: an exec of
     :func:`probe_argv` as the container's user, in its environment and working directory,
-    given the HEALTHCHECK's timeout (a probe that runs longer failed). One at a time: a probe
-    still running past its timeout is not started again beside itself."""
+    its output kept to 4 KiB, given the HEALTHCHECK's timeout (a probe that runs longer
+    failed). One at a time, in a daemon thread: a test's wait never blocks on a probe, and a
+    probe that never ends keeps nobody from exiting."""
 
     def __init__(self, container: RunningContainer, health: Healthcheck) -> None:
         self.container = container
-        self.argv = probe_argv(health, container.image.attrs.get("Config", {}).get("Shell"))
+        shell = (container.attrs.get("Config") or {}).get("Shell")
+        self.argv = probe_argv(health, shell)
         self.timeout = health.timeout.total_seconds()
-        self.passed_after: float | None = None
         self.runs = 0
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, "imagecheck-health")
-        self._running: concurrent.futures.Future[int] | None = None
+        #: The last finished probe's exit code and output (``None``: it timed out).
+        self.last: tuple[int | None, str] | None = None
+        self._done = threading.Event()
+        self._done.set()
+        self._result: ExecResult | Exception | None = None
+
+    def _run(self) -> None:
+        try:
+            self._result = self.container.probe(self.argv, self.timeout)
+        except Exception as exc:  # handed to the waiting thread (a stopped container)
+            self._result = exc
+        finally:
+            self._done.set()
 
     def passes(self) -> bool:
-        """Run the probe once (unless one is still running); whether it exited 0 in time.
-
-        A probe the engine refuses to exec is no verdict: the engine's probes will fail the
-        same way, and its ``unhealthy`` says so.
-        """
-        if self._running is not None and not self._running.done():
+        """Whether a probe passed since the last call: starts one when none runs, and
+        waits for it at most :data:`PROBE_INTERVAL` seconds (the next call sees it end)."""
+        if self._done.is_set():
+            self._done.clear()
+            self._result = None
+            self.runs += 1
+            threading.Thread(target=self._run, name="imagecheck-health", daemon=True).start()
+        if not self._done.wait(PROBE_INTERVAL):
             return False
-        self._running = self._pool.submit(lambda: self.container.exec(self.argv).exit_code)
-        self.runs += 1
-        try:
-            return self._running.result(timeout=self.timeout) == 0
-        except (concurrent.futures.TimeoutError, ImageCheckError):
+        result = self._result
+        if isinstance(result, Exception):
+            return False  # the container stopped: the wait says so
+        if result is None:
+            self.last = (None, f"did not end within its timeout ({self.timeout:g}s)")
             return False
+        output = (result.stdout + result.stderr).strip()
+        self.last = (result.exit_code, output)
+        return result.exit_code == 0
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def describe(self) -> str:
+        """The plugin's own probes, for a failure message."""
+        times = "once" if self.runs == 1 else f"{self.runs} times"
+        ran = f"; the plugin ran the HEALTHCHECK ({' '.join(self.argv)}) {times}"
+        if self.last is None:
+            return f"{ran}, and no probe finished"
+        code, output = self.last
+        said = f"exit code {code}" if code is not None else "no exit"
+        shown = output.splitlines()[-1][:200] if output else "(no output)"
+        return f"{ran}, last: {said}, {shown}"
 
 
 def default_health_timeout(health: Healthcheck) -> timedelta:
@@ -99,7 +126,8 @@ def assert_healthy(
     engine runs it, or the engine reports it ``healthy``, whichever comes first.
 
     The probe runs every :data:`PROBE_INTERVAL` seconds whatever the image's interval: an
-    exec of the HEALTHCHECK (``CMD`` as its words, ``CMD-SHELL`` through the image's shell),
+    exec of the HEALTHCHECK (``CMD`` as its words, ``CMD-SHELL`` through ``/bin/sh -c``, as
+    the engine runs it),
     as the container's user, with the HEALTHCHECK's timeout; exit 0 is healthy, as for the
     engine. ``wait_for_engine=True`` waits for the engine's own status only. The evidence
     says which it was (``verdict_by``: ``probe`` or ``engine``) and the engine's status then.
@@ -127,6 +155,8 @@ def assert_healthy(
     )
     ends = container.wait_ends(deadline.total_seconds())
     started = time.monotonic()
+    if not isinstance(wait_for_engine, bool):
+        raise ImageCheckError(f"wait_for_engine={wait_for_engine!r}: expected True or False")
     own = None if wait_for_engine else _OwnProbe(container, health)
 
     def poll() -> tuple[str | None, str | None, str]:
@@ -138,6 +168,9 @@ def assert_healthy(
             return "healthy", None, "probe"
         return status, stop, "engine"
 
+    final: str | None = None
+    stop: str | None = None
+    verdict_by = "none"
     try:
         final, stop, verdict_by = wait_until(
             poll,
@@ -148,16 +181,15 @@ def assert_healthy(
         )
         answered = time.monotonic()
     finally:
-        if own is not None:
-            own.close()
-        probes = container.health_log
+        state = container.attrs["State"]
+        probes = (state.get("Health") or {}).get("Log") or []
         record(
             "healthy",
             verdict_by=verdict_by if final == "healthy" else "none",
-            health_status=container.health,
+            health_status=health_of(state),
             waited=timedelta(seconds=round(time.monotonic() - started, 3)),
             probes=len(probes),
-            last_probe_exit_code=probes[-1].exit_code if probes else None,
+            last_probe_exit_code=probes[-1].get("ExitCode") if probes else None,
             **({"own_probes": own.runs} if own is not None else {}),
         )
     if stop:
@@ -165,7 +197,8 @@ def assert_healthy(
     if final != "healthy":
         raise AssertionError(
             f"container {container.name} not healthy after {format_duration(deadline)}: "
-            f"health is {final}{probe_not_run(container)}; "
+            f"health is {final}{probe_not_run(container)}"
+            f"{own.describe() if own is not None else ''}; "
             f"last probes:\n{probe_lines(container)}"
         )
     hidden = container.head_start_hides(ends, answered)

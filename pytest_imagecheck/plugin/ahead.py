@@ -21,7 +21,7 @@ import pytest
 
 from ..ahead import Ahead, options_key
 from ..container import RunningContainer
-from ..engine import ENGINE_ERRORS, LABEL_TEST, Engine
+from ..engine import ENGINE_ERRORS, LABEL_TEST, Engine, check_run_options
 from ..errors import ImageCheckError
 from ..image import ImageUnderTest
 from ..items import CriterionItem
@@ -65,8 +65,6 @@ def container_fixture(**options: Any) -> Any:
     Raises TypeError, when the test module is imported, for an option ``run_container``
     does not take.
     """
-    from ..engine import Engine, check_run_options
-
     accepted = set(inspect.signature(Engine.run).parameters) - {"self", "image", "labels"}
     unknown = sorted(set(options) - accepted)
     if unknown:
@@ -93,7 +91,9 @@ def session_container_key(member: str | None) -> Hashable:
 
 def run_container_options(nodeid: str, options: dict[str, Any]) -> dict[str, Any]:
     """What ``run_container(**options)`` asks the engine for, in the test ``nodeid``."""
-    return {"gpus": None, **options, "labels": {LABEL_TEST: nodeid[:200]}}
+    check_run_options(options)
+    labels = options.get("labels") or {}
+    return {"gpus": None, **options, "labels": {**labels, LABEL_TEST: nodeid[:200]}}
 
 
 def run_container_key(nodeid: str, options: dict[str, Any]) -> Hashable:
@@ -117,6 +117,7 @@ def _starts_ahead(config: pytest.Config) -> bool:
         not config.stash[SETTINGS].start_ahead
         or config.stash[SETTINGS].keep_containers
         or option.collectonly
+        or getattr(option, "setupplan", False)
         or getattr(option, "showfixtures", False)
         or getattr(option, "show_fixtures_per_test", False)
         or (is_worker(config) and worker_input(config).get("imagecheck_dist") != "member")

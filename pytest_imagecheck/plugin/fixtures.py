@@ -285,8 +285,15 @@ def run_container(
     request.node.stash[USED] = started
 
     def run(image_: ImageUnderTest | str | None = None, /, **options: Any) -> RunningContainer:
-        options = run_container_options(request.node.nodeid, options)
         with _errors_as_failures():
+            if image_ is None:
+                image_ = options.pop("image", None)
+            if image_ is not None and not isinstance(image_, (ImageUnderTest, str)):
+                raise ImageCheckError(
+                    f"run_container({image_!r}): the image is an image reference (a string) "
+                    "or the image fixture's ImageUnderTest"
+                )
+            options = run_container_options(request.node.nodeid, options)
             target = image_ or image
             if isinstance(target, str):
                 target = imagecheck_engine.image(target)
