@@ -195,6 +195,26 @@ def test_modes_are_written_as_go_writes_them(mode: int, kind: bytes, shown: str)
     assert golang.file_mode(info) == shown
 
 
+@pytest.mark.parametrize(
+    ("logs", "read"),
+    [
+        (b"", (b"", b"")),
+        (b"hello\r\n", (b"", b"")),  # under 8 bytes: no header, no output, no error
+        (b"out\r\nerr\r\n", "Unrecognized input header: 111"),
+        (b"\x01\0\0\0\0\0\0\x02ok\x02\0\0\0\0\0\0\x01e", (b"ok", b"e")),
+        (b"\x01\0\0\0\0\0\0\x09abc", (b"", b"")),  # the frame cut short
+        (b"\x03\0\0\0\0\0\0\x03abc", "error from daemon in stream: abc"),
+    ],
+)
+def test_logs_are_read_as_go_stdcopy_reads_them(logs: bytes, read: object) -> None:
+    """CST reads a TTY container's logs, which are not multiplexed, through StdCopy."""
+    if isinstance(read, str):
+        with pytest.raises(golang.StdCopyError, match=f"^{read}$"):
+            golang.stdcopy(logs)
+    else:
+        assert golang.stdcopy(logs) == read
+
+
 def test_env_files_are_read_as_godotenv_reads_them() -> None:
     text = (
         "# comment\nA=1\nexport B=two\nC='single $A'\nD=\"double ${A}\\n\"\n"
@@ -222,6 +242,12 @@ def test_env_files_are_read_as_godotenv_reads_them() -> None:
         (["cat", "/proc/1/cmdline"], True),
         (["sh", "-c", "kill -TERM 1"], True),
         (["sh", "-c", "echo 1.2.3.4 x >> /etc/hosts"], True),
+        # /dev is a tmpfs, in no diff: a file made there would outlive the exec
+        (["sh", "-c", "echo x > /dev/leftover"], True),
+        (["ls", "/dev/leftover"], True),
+        (["sh", "-c", "cd /dev && echo x > shm/y"], True),
+        (["mknod", "/dev/mynull", "c", "1", "3"], True),
+        (["sh", "-c", "head -c 4 /dev/urandom >/dev/null 2>/dev/stderr; ls /dev/fd/"], False),
     ],
 )
 def test_commands_that_could_tell_an_exec_from_pid_1_get_their_own_container(
@@ -277,6 +303,42 @@ def test_cst_files_in_a_folder_are_collected_by_their_name_pattern(
     pytester.makeini("[pytest]\nimagecheck_cst = other.yaml\n")
     result = pytester.runpytest("--collect-only", "-q")
     result.stdout.fnmatch_lines(["other.yaml::says hello", "*5 tests collected*"])
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("commandTests:\n\t- name: a\n", "checks.yaml:3: not valid YAML (found character '\\t'*"),
+        (
+            "commandTests:\n  - {name: a, command: echo, args: [x\n",
+            "checks.yaml:3: not valid YAML*",
+        ),
+        (
+            "---\nschemaVersion: 2.0.0\ncommandTests: [{name: a, command: 'true'}]\n",
+            "checks.yaml:2: not valid YAML (but found another document): a container-structure-"
+            "test file is one document: remove the --- line",
+        ),
+    ],
+    ids=["tab", "unclosed", "second-document"],
+)
+def test_a_cst_file_that_is_not_yaml_says_where_not_that_it_was_not_found(
+    pytester: pytest.Pytester, body: str, words: str
+) -> None:
+    pytester.makefile(".yaml", checks="schemaVersion: 2.0.0\n" + body)
+    result = pytester.runpytest("checks.yaml")
+    result.stdout.fnmatch_lines([f"*{words}"])
+    assert "not found" not in result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
+def test_empty_documents_after_the_first_are_read_as_yaml_v2_reads_them(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(
+        ".yaml", checks="schemaVersion: 2.0.0\ncommandTests: [{name: a, command: echo}]\n---\n"
+    )
+    result = pytester.runpytest("--collect-only", "-q", "checks.yaml")
+    result.stdout.fnmatch_lines(["checks.yaml::a", "*1 test collected*"])
 
 
 def test_a_bad_cst_file_stops_collection_with_one_line(pytester: pytest.Pytester) -> None:
@@ -378,6 +440,168 @@ def test_sharing_a_container_between_command_tests_changes_no_verdict(
     assert ran_in["id"].startswith("exec in shared container")
     assert ran_in["pwd"].startswith("exec in shared container")
     assert not leftovers(client, os.getpid())
+
+
+def test_a_file_made_in_dev_is_gone_in_the_next_test(
+    pytester: pytest.Pytester, busybox: str
+) -> None:
+    """/dev is a tmpfs: what an exec makes there is in no overlay directory. CST's verdicts:
+    each test's own container has a fresh /dev. The glob (de?) hides /dev from the words."""
+    pytester.makefile(
+        ".yaml",
+        checks="schemaVersion: 2.0.0\ncommandTests:\n"
+        "  - {name: writes, command: sh, args: [-c, 'echo x > /dev/left']}\n"
+        "  - {name: reads, command: ls, args: [/dev/left]}\n"
+        "  - {name: writes hidden, command: sh, args: [-c, 'cd /de? && echo x > hidden']}\n"
+        "  - {name: reads hidden, command: sh, args: [-c, 'cd /de? && cat hidden']}\n"
+        "  - {name: writes shm, command: sh, args: [-c, 'cd /de?/s?m && echo x > hidden']}\n"
+        "  - {name: reads shm, command: sh, args: [-c, 'cd /de?/s?m && cat hidden']}\n"
+        "  - {name: echo, command: echo}\n",
+    )
+    pytester.runpytest(f"--image={busybox}", "checks.yaml", "--junitxml=report.xml")
+    cases = _cases(pytester.path / "report.xml")
+    assert {name: passed for name, (passed, _) in cases.items()} == {
+        "writes": True,
+        "reads": False,
+        "writes hidden": True,
+        "reads hidden": False,
+        "writes shm": True,
+        "reads shm": False,
+        "echo": True,
+    }
+
+
+def test_a_tty_command_that_prints_under_8_bytes_passes_as_in_cst(
+    pytester: pytest.Pytester, busybox: str
+) -> None:
+    pytester.makefile(
+        ".yaml",
+        checks="schemaVersion: 2.0.0\ncontainerRunOptions: {allocateTty: true}\ncommandTests:\n"
+        "  - {name: short, command: echo, args: [hi]}\n"
+        "  - {name: seven, command: printf, args: ['1234567'], expectedOutput: ['^$']}\n"
+        "  - {name: eight, command: printf, args: ['12345678']}\n",
+    )
+    result = pytester.runpytest(f"--image={busybox}", "checks.yaml", "-p", "no:randomly")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*checks.yaml:6: * printed 8 bytes or more (Unrecognized input header: 49)*"]
+    )
+
+
+def test_the_image_health_check_runs_as_in_csts_fresh_containers(
+    pytester: pytest.Pytester, busybox: str, build_image
+) -> None:
+    """A shared container (or its spare) started long before an exec would have run the
+    image's health check, which CST's fresh container has not; a command that runs long
+    enough for the check to run during it in CST gets a container of its own."""
+    image = build_image(f"FROM {busybox}\nHEALTHCHECK --interval=1s CMD touch /hc\n")
+    pytester.makefile(
+        ".yaml",
+        checks="schemaVersion: 2.0.0\ncommandTests:\n"
+        "  - {name: waits, command: sleep, args: ['1.5']}\n"
+        "  - {name: no check yet, command: ls, args: [/hc]}\n"
+        "  - {name: waits again, command: sleep, args: ['1.5']}\n"
+        "  - {name: still no check, command: ls, args: [/hc]}\n"
+        "  - {name: sees the check, command: sh, args: [-c, 'sleep 1.5; ls /hc']}\n",
+    )
+    pytester.runpytest(f"--image={image}", "checks.yaml", "--junitxml=report.xml")
+    cases = _cases(pytester.path / "report.xml")
+    assert {name: passed for name, (passed, _) in cases.items()} == {
+        "waits": True,
+        "no check yet": False,
+        "waits again": True,
+        "still no check": False,
+        "sees the check": True,
+    }
+    ran_in = cases["sees the check"][1]["imagecheck.cst_ran_in"]
+    assert "health check" in ran_in
+
+
+LOSES_ITS_READER = """\
+import docker, os, pytest
+
+@pytest.fixture(autouse=True)
+def remove_the_reader(request):
+    if request.node.name == "missing":
+        api = docker.from_env().api
+        labels = ["pytest-imagecheck.cst=files", f"pytest-imagecheck.pid={os.getpid()}"]
+        for found in api.containers(all=True, filters={"label": labels}):
+            api.remove_container(found["Id"], force=True)
+"""
+
+
+def test_a_file_test_whose_container_is_lost_has_no_verdict_not_a_pass(
+    pytester: pytest.Pytester, busybox: str
+) -> None:
+    """``shouldExist: false`` must not pass because the container it reads is gone."""
+    pytester.makeconftest(LOSES_ITS_READER)
+    pytester.makefile(
+        ".yaml",
+        checks="schemaVersion: 2.0.0\nfileExistenceTests:\n"
+        "  - {name: there, path: /bin}\n"
+        "  - {name: missing, path: /nope, shouldExist: false}\n",
+    )
+    result = pytester.runpytest(f"--image={busybox}", "checks.yaml", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["checks.yaml:4: the container file tests read was lost while the test ran (*"]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+KILLS_THE_SHARED_CONTAINER = """\
+import docker, os, threading, time, pytest
+
+@pytest.fixture(autouse=True)
+def kill_the_shared_container(request):
+    if request.node.name == "slow":
+        def kill():  # once the exec runs in it
+            api = docker.from_env().api
+            labels = ["pytest-imagecheck.cst=shared", f"pytest-imagecheck.pid={os.getpid()}"]
+            for _ in range(200):
+                for found in api.containers(filters={"label": labels}):
+                    if api.inspect_container(found["Id"]).get("ExecIDs"):
+                        time.sleep(0.3)
+                        api.kill(found["Id"])
+                        return
+                time.sleep(0.05)
+        threading.Thread(target=kill, daemon=True).start()
+"""
+
+
+def test_an_exec_killed_with_its_shared_container_runs_again_in_its_own(
+    pytester: pytest.Pytester, busybox: str
+) -> None:
+    """Its exit code (137) is the engine's doing, not the command's: CST's verdict is what
+    the command gives in a container of its own."""
+    pytester.makeconftest(KILLS_THE_SHARED_CONTAINER)
+    pytester.makefile(
+        ".yaml",
+        checks="schemaVersion: 2.0.0\ncommandTests:\n"
+        "  - {name: slow, command: sleep, args: ['3']}\n"
+        "  - {name: after, command: 'true'}\n",
+    )
+    pytester.runpytest(
+        f"--image={busybox}", "checks.yaml", "--no-start-ahead", "--junitxml=report.xml"
+    )
+    cases = _cases(pytester.path / "report.xml")
+    assert {name: passed for name, (passed, _) in cases.items()} == {"slow": True, "after": True}
+    assert "stopped while it ran" in cases["slow"][1]["imagecheck.cst_ran_in"]
+
+
+def test_a_path_cst_does_not_see_says_so(
+    pytester: pytest.Pytester, busybox: str, build_image
+) -> None:
+    image = build_image(f"FROM {busybox}\nRUN mkfifo /fifo\n")
+    pytester.makefile(
+        ".yaml",
+        checks="schemaVersion: 2.0.0\nfileExistenceTests:\n"
+        "  - {name: fifo, path: /fifo, shouldExist: true}\n",
+    )
+    result = pytester.runpytest(f"--image={image}", "checks.yaml")
+    result.stdout.fnmatch_lines(
+        ["*/fifo is a named pipe, which container-structure-test does not see: it counts as*"]
+    )
 
 
 def test_a_failure_names_the_line_and_says_why_go_did_not_match(

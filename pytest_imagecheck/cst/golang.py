@@ -15,6 +15,8 @@ dependencies do:
 - :func:`file_mode` is ``FileMode.String()`` of a tar header: ``urwxr-xr-x`` for a setuid
   file (not ``-rwsr-xr-x``), ``dtrwxrwxrwx`` for a sticky directory, ``Lrwxrwxrwx`` for a
   symbolic link;
+- :func:`stdcopy` is moby's ``stdcopy.StdCopy``, through which CST reads a container's logs
+  (a TTY's, not multiplexed, included);
 - :func:`clean` and :func:`base` are ``path.Clean`` and ``path.Base``;
 - :func:`read_env_file` is ``godotenv.Read`` (v1.5), for ``containerRunOptions.envFile``.
 """
@@ -41,6 +43,7 @@ __all__ = [
     "file_mode",
     "read_env_file",
     "regexp_matches",
+    "stdcopy",
     "upper",
 ]
 
@@ -205,6 +208,37 @@ def decode(data: bytes) -> str:
     'a\\ufffd\\ufffdb'
     """
     return data.decode("utf-8", "pytest_imagecheck.go")
+
+
+class StdCopyError(Exception):
+    """Go's ``stdcopy.StdCopy`` refused the stream; the message is its error."""
+
+
+def stdcopy(data: bytes) -> tuple[bytes, bytes]:
+    """``stdcopy.StdCopy`` (moby's ``pkg/stdcopy``) over ``data``: the stdout and stderr of
+    a multiplexed log stream. CST reads every container's logs so, a TTY's too, which are not
+    multiplexed: their first byte is then read as a stream type, which fails (``Unrecognized
+    input header: 111`` for ``o``) once 8 bytes or more were printed; fewer are no header at
+    all, and read as no output. Raise :class:`StdCopyError`.
+
+    >>> stdcopy(b"hi\\r\\n"), stdcopy(b"\\x01\\0\\0\\0\\0\\0\\0\\x02ok")
+    ((b'', b''), (b'ok', b''))
+    """
+    out, err = bytearray(), bytearray()
+    at = 0
+    while len(data) - at >= 8:
+        stream = data[at]
+        if stream > 3:
+            raise StdCopyError(f"Unrecognized input header: {stream}")
+        size = int.from_bytes(data[at + 4 : at + 8], "big")
+        if len(data) - at < 8 + size:
+            break  # the end before the whole frame: what came before, no error
+        frame = data[at + 8 : at + 8 + size]
+        if stream == 3:
+            raise StdCopyError(f"error from daemon in stream: {decode(frame)}")
+        (err if stream == 2 else out).extend(frame)
+        at += 8 + size
+    return bytes(out), bytes(err)
 
 
 def upper(text: str) -> str:

@@ -104,7 +104,10 @@ def _test_function(
     def check(request: pytest.FixtureRequest) -> None:
         runner = _runner(request, cst, member)
         run: Callable[[Any], Outcome] = getattr(runner, f"run_{kind}")
-        outcome = run(test)
+        try:
+            outcome = run(test)
+        except ImageCheckError as exc:  # a container of the run lost: the test's line too
+            raise CstFailure(str(exc)) from None
         env = runner.image_env
         _record(outcome, env)
         if not outcome.passed:

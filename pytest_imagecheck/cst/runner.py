@@ -38,18 +38,20 @@ would get as the PID 1 of its own container. After each exec the container must 
 started before the next exec runs in it: no file changed, no process left, the mounted
 ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf`` unchanged. Where this process runs
 on the engine's host and may read it, that is read there (the overlay upper directory, the
-container's ``pids`` cgroup, the mounted files: microseconds); elsewhere the engine is asked
-(its diff walks the whole image on engine 20.10). A container found changed is replaced, and
+container's ``/dev`` tmpfs through its PID 1's root, its ``pids`` cgroup, the mounted files:
+microseconds); elsewhere the engine is asked (its diff walks the whole image on engine 20.10,
+and has no ``/dev``). A container found changed is replaced, and
 from then on a spare is kept started in the background. What an exec cannot give exactly
 gets a fresh container: a command that could see it is not PID 1 or that another process is
 there (``ps``, ``kill``, ``/proc``, ``&``, an init), one that names what the checks cannot
-see (``/dev/shm``, SysV IPC, the mounted network files), an image with volumes, a TTY,
+see where the engine is asked (``/dev`` beyond its device files: ``/dev/null``,
+``/dev/zero``...), SysV IPC, the mounted network files), an image with volumes, a TTY,
 privileges, capabilities or bind mounts, a setup, and any exec the runtime could not start
 (exit 126 or 127). Those are told by the words of the command line: a program that acts on
-being PID 1, or writes shared memory, without its command line saying so is the difference
-that stays. File tests share one created container; reads change nothing. The selected
-command tests run ahead of their items (:meth:`Runner.start_ahead`), each exactly as it would
-at its turn.
+being PID 1, or writes SysV shared memory (or, on a remote engine, ``/dev``), without its
+command line saying so is the difference that stays. File tests share one created
+container; reads change nothing. The selected command tests run ahead of their items
+(:meth:`Runner.start_ahead`), each exactly as it would at its turn.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 import docker.errors
 
 from ..engine import ENGINE_ERRORS
+from ..errors import ContainerFailed
 from ..layers import stream_of
 from . import golang
 from .schema import (
@@ -103,16 +106,22 @@ MOUNTED_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 MAX_LINKS = 40
 #: How often a shared container's processes are read again before a difference counts.
 PROCESS_SETTLE_READS = 5
+#: How often a shared container is read after an exec ended by a signal, to tell whether
+#: the container stopped with it.
+STOP_SETTLE_READS = 4
 #: How much of a command's output messages show, from its start.
 OUTPUT_SHOWN = 300
 
 #: Words in a command line after which it runs in its own container: what it does could tell
-#: an exec from PID 1 or see another process, or change what the post-exec checks cannot see.
+#: an exec from PID 1 or see another process, or change what the post-exec checks cannot see
+#: where they ask the engine (its diff has no ``/dev``, a tmpfs: only the device files every
+#: container has are left to share).
 _OWN_CONTAINER = re.compile(
     r"/proc|\bps\b|\btop\b|htop|pgrep|pkill|pidof|pstree|kill|signal|\btrap\b|getpid|getppid"
     r"|PPID|\$\$|lsof|fuser|\bwait\b|\bjobs\b|disown|nohup|setsid|daemon|--fork"
     r"|init|tini|supervisor|s6-|runsv|systemd|catatonit"
-    r"|/dev/shm|/dev/mqueue|\bipc|shm_open|mq_open|/etc/hosts|/etc/hostname|/etc/resolv"
+    r"|/dev(?!/(?:null|zero|full|u?random|stdin|stdout|stderr|tty|fd)\b)"
+    r"|\bipc|shm_open|mq_open|/etc/hosts|/etc/hostname|/etc/resolv"
     r"|\bhostname\b|(?<![&|<>0-9])&(?![&>])"
 )
 
@@ -156,7 +165,8 @@ class _Run:
 
 
 class _LogsUnreadable(Exception):
-    """CST could not read the logs of a TTY container that printed something."""
+    """CST could not read the logs of a TTY container that printed 8 bytes or more:
+    ``(Go's error, what it printed)``."""
 
 
 class _EngineRefused(Exception):
@@ -179,6 +189,29 @@ def sharing_refused(cst: CstFile, image_config: dict[str, Any]) -> str | None:
     return None
 
 
+#: Docker's health check timings when the image leaves them out (seconds).
+HEALTH_INTERVAL = 30.0
+HEALTH_START_INTERVAL = 5.0
+
+
+def _health_window(image_config: dict[str, Any]) -> float | None:
+    """How long an exec may run before the image's health check could have run in CST's
+    fresh container during the same command (half the time to its first check, for the
+    time the container takes to start), or ``None`` when the image has no health check.
+
+    A shared container has its health check turned off: one started long before an exec
+    would have run it already (and its spare too), which CST's container has not.
+    """
+    health = image_config.get("Healthcheck") or {}
+    test = list(health.get("Test") or [])
+    if not test or test[0] == "NONE":
+        return None
+    first = (health.get("Interval") or 0) / 1e9 or HEALTH_INTERVAL
+    if health.get("StartPeriod"):
+        first = min(first, (health.get("StartInterval") or 0) / 1e9 or HEALTH_START_INTERVAL)
+    return first / 2
+
+
 def _own_container(argv: Sequence[str]) -> str | None:
     found = _OWN_CONTAINER.search(" ".join(argv))
     return None if found is None else f"its command mentions {found.group(0)!r}"
@@ -194,6 +227,15 @@ def _explanation(exc: BaseException) -> str:
     return str(said).strip().splitlines()[0] if str(said).strip() else type(exc).__name__
 
 
+def _lost(what: str, exc: BaseException) -> ContainerFailed:
+    """The one-line error of a container of this run the engine lost while a test used it
+    (removed by hand, or the engine restarted): no verdict, CST's or another, can be given."""
+    return ContainerFailed(
+        f"{what} was lost while the test ran ({_explanation(exc)}): was it removed, or did "
+        "the engine restart? This test has no verdict; run it again"
+    )
+
+
 #: Where a container's inspect document names the files the engine mounts into it.
 _MOUNTED_KEYS = ("HostsPath", "HostnamePath", "ResolvConfPath")
 
@@ -201,12 +243,15 @@ _MOUNTED_KEYS = ("HostsPath", "HostnamePath", "ResolvConfPath")
 class _HostView:
     """A running container as its engine's host sees it, where this process runs on that host
     and may read it: the overlay2 upper directory (every file the container changed), its
-    processes (its ``pids`` cgroup), and the files the engine mounts into it."""
+    ``/dev``, its processes (its ``pids`` cgroup), and the files the engine mounts into it."""
 
-    def __init__(self, upper: str, procs: str, mounted: list[str]) -> None:
+    def __init__(self, upper: str, procs: str, mounted: list[str], dev: str = "") -> None:
         self.upper = upper
         self.procs = procs
         self.mounted = mounted
+        #: The container's ``/dev`` (a tmpfs, with ``/dev/shm`` and ``/dev/mqueue`` in it),
+        #: seen through its PID 1's root: a file made there is in no upper directory.
+        self.dev = dev
 
     @classmethod
     def of(cls, attrs: dict[str, Any]) -> _HostView | None:
@@ -232,36 +277,51 @@ class _HostView:
                     procs = f"/sys/fs/cgroup/pids{path}/cgroup.procs"
                 elif controllers == "" and not procs:
                     procs = f"/sys/fs/cgroup{path}/cgroup.procs"
-            view = cls(upper, procs, mounted)
+            view = cls(upper, procs, mounted, f"/proc/{pid}/root/dev")
+            try:
+                _entries(view.dev, "dev")
+            except OSError:  # its root is not ours to read: /dev is told by the words alone
+                view.dev = ""
             view.state()
         except (OSError, ValueError, KeyError):
             return None
         return view
 
     def state(self) -> tuple[object, ...]:
-        """The upper directory's entries (name, mode, size, mtime, owner, device), the PIDs
-        of the container, and the mounted files' size and mtime."""
-        if not os.path.isdir(self.upper):
-            raise FileNotFoundError(self.upper)
-        entries = []
-        for folder, dirs, files in os.walk(self.upper):
-            for name in sorted(dirs + files):
-                found = os.lstat(os.path.join(folder, name))
-                entries.append(
-                    (
-                        os.path.relpath(os.path.join(folder, name), self.upper),
-                        found.st_mode,
-                        found.st_size,
-                        found.st_mtime_ns,
-                        found.st_uid,
-                        found.st_gid,
-                        found.st_rdev,
-                    )
-                )
+        """The entries (name, mode, size, mtime, owner, device) of the upper directory and of
+        the container's ``/dev``, the PIDs of the container, and the mounted files' size and
+        mtime."""
+        entries = _entries(self.upper, "")
+        if self.dev:
+            entries += _entries(self.dev, "dev")
         with open(self.procs, encoding="utf-8") as procs:
             pids = sorted(pid for pid in procs.read().split() if _alive(pid))
         mounted = [(os.stat(path).st_size, os.stat(path).st_mtime_ns) for path in self.mounted]
         return tuple(entries), tuple(pids), tuple(mounted)
+
+
+def _entries(top: str, under: str) -> list[tuple[object, ...]]:
+    """Each entry below ``top`` (symbolic links not followed), named as if ``top`` were
+    ``under`` (``dev/shm/x``): name, mode, size, mtime, owner, group, device; ``OSError`` when
+    ``top`` is gone (its container stopped)."""
+    if not os.path.isdir(top):
+        raise FileNotFoundError(top)
+    entries: list[tuple[object, ...]] = []
+    for folder, dirs, files in os.walk(top):
+        for name in sorted(dirs + files):
+            found = os.lstat(os.path.join(folder, name))
+            entries.append(
+                (
+                    os.path.join(under, os.path.relpath(os.path.join(folder, name), top)),
+                    found.st_mode,
+                    found.st_size,
+                    found.st_mtime_ns,
+                    found.st_uid,
+                    found.st_gid,
+                    found.st_rdev,
+                )
+            )
+    return entries
 
 
 def _changed_names(part: object) -> set[str]:
@@ -333,6 +393,19 @@ class _Shared:
         finally:
             self.ready.set()
 
+    def running(self) -> bool:
+        """Whether the container still runs (an exec killed with it exits 137). The engine
+        may learn of the exec's end before its PID 1's: read a few times."""
+        for _ in range(STOP_SETTLE_READS):
+            try:
+                state = self.runner._api.inspect_container(str(self.id)).get("State") or {}
+            except ENGINE_ERRORS:
+                return False
+            if not state.get("Running") or state.get("Status") != "running":
+                return False
+            time.sleep(0.05)
+        return True
+
     def state(self) -> tuple[object, ...]:
         """What must not change between execs: the files it changed, its processes and the
         mounted files' size and time; read on the engine's host where this process can (a
@@ -378,18 +451,30 @@ class _Shared:
             self.change = f"it could not be read ({_explanation(exc)})"
             return False
 
-    def exec(self, argv: list[str]) -> _Run | None:
-        """Run ``argv`` as an exec; ``None`` when only a container of its own can say what
-        CST would get (the runtime could not start it, or the container is gone)."""
+    def exec(self, argv: list[str]) -> _Run | str:
+        """Run ``argv`` as an exec; or why only a container of its own can say what CST
+        would get (the runtime could not start it, the container is gone, or it ran for so
+        long that the image's health check would have run in CST's container)."""
         api = self.runner._api
+        began = time.monotonic()
         try:
             created = api.exec_create(self.id, argv)
             out, err = api.exec_start(created["Id"], demux=True)
             code = api.exec_inspect(created["Id"]).get("ExitCode")
         except ENGINE_ERRORS:
-            return None
+            return "the runtime could not start it in the shared container"
         if code is None or code in (126, 127):
-            return None
+            return "the runtime could not start it in the shared container"
+        took = time.monotonic() - began
+        window = self.runner._health_window
+        if window is not None and took >= window:
+            # CST's container runs the image's health check, which the shared one does not
+            return (
+                f"it ran {took:.1f} s in the shared container: long enough for the image's "
+                "health check to run during it in CST's own container"
+            )
+        if code > 128 and not self.running():
+            return "the shared container stopped while it ran"
         how = f"exec in shared container {self.name}"
         if self.replaces:
             how += f" (in place of {self.replaces})"
@@ -460,6 +545,7 @@ class Runner:
         #: One exec at a time in each shared container.
         self._key_locks: dict[_Options, threading.Lock] = {}
         self._refused = sharing_refused(cst, self._config)
+        self._health_window = _health_window(self._config)
         self._plan = self._share_plan()
 
     @property
@@ -594,6 +680,8 @@ class Runner:
                 host_config=host_config,
                 labels={**self.engine.labels, "pytest-imagecheck.cst": purpose},
                 name=name,
+                # A shared container lives longer than CST's: its checks would have run.
+                healthcheck={"test": ["NONE"]} if purpose == "shared" else None,
             )
         except docker.errors.APIError as exc:
             raise _EngineRefused(_explanation(exc)) from None
@@ -627,14 +715,20 @@ class Runner:
                 self._api.start(container)
             except docker.errors.APIError as exc:
                 raise _EngineRefused(_explanation(exc)) from None
-            code = int(self._api.wait(container).get("StatusCode", -1))
-            out = self._api.logs(container, stdout=True, stderr=False)
-            err = self._api.logs(container, stdout=False, stderr=True)
+            try:
+                code = int(self._api.wait(container).get("StatusCode", -1))
+                out = self._api.logs(container, stdout=True, stderr=False)
+                err = self._api.logs(container, stdout=False, stderr=True)
+            except ENGINE_ERRORS as exc:
+                raise _lost(f"the command's container {name}", exc) from None
         finally:
             self._remove_later(container)
-        if options.tty and (out or err):
+        if options.tty:
             # CST reads the logs as a multiplexed stream, which a TTY's are not.
-            raise _LogsUnreadable(golang.decode(out + err))
+            try:
+                out, err = golang.stdcopy(out + err)
+            except golang.StdCopyError as exc:
+                raise _LogsUnreadable(str(exc), golang.decode(out + err)) from None
         return _Run(code, golang.decode(out), golang.decode(err), f"own container {name}")
 
     # --- command tests -------------------------------------------------------------------
@@ -777,10 +871,11 @@ class Runner:
             run = self._command(test, options, argv, image)
         except _LogsUnreadable as exc:
             outcome.evidence["ran_in"] = "own container (allocateTty)"
+            said, printed = exc.args
             outcome.fail(
                 "container-structure-test 1.19 cannot read the logs of a container with a TTY "
-                "(allocateTty) once the command printed anything (Unrecognized input header), "
-                f"so the test fails; it printed {_shown(str(exc))}: drop allocateTty"
+                f"(allocateTty) once the command printed 8 bytes or more ({said}), so the test "
+                f"fails; it printed {_shown(printed)}: drop allocateTty"
             )
             return outcome
         except _EngineRefused as exc:
@@ -806,14 +901,19 @@ class Runner:
         setup_options = _Options(tuple(env), options.user, options.tty, options.host)
         image = self.image.id
         for command in test.setup:
-            container, _ = self._create(setup_options, list(command), purpose="setup", image=image)
+            container, name = self._create(
+                setup_options, list(command), purpose="setup", image=image
+            )
             try:
                 try:
                     self._api.start(container)
                 except docker.errors.APIError as exc:
                     raise _EngineRefused(_explanation(exc)) from None
-                self._api.wait(container)
-                committed = self._api.commit(container)
+                try:
+                    self._api.wait(container)
+                    committed = self._api.commit(container)
+                except ENGINE_ERRORS as exc:
+                    raise _lost(f"the setup container {name}", exc) from None
             finally:
                 self._remove_later(container)
             image = str(committed["Id"])
@@ -859,8 +959,6 @@ class Runner:
                 spare = self._spares.pop(options, None)
             if spare is not None:
                 self._pool.submit(self._discard, spare)
-        if run is None:
-            return "the runtime could not start it in the shared container"
         return run
 
     def _judge_output(self, test: CommandTest, run: _Run, outcome: Outcome) -> None:
@@ -898,27 +996,54 @@ class Runner:
     def _archive(self, path: str) -> Iterator[tarfile.TarFile]:
         """The archive of ``path`` in the created container, streamed; raise
         :class:`FileNotFoundError` with the engine's words when it refuses. Closed on leaving
-        (an archive left open holds the container)."""
+        (an archive left open holds the container).
+
+        When that container could not be made, or is gone, no file can be told missing (a
+        ``shouldExist: false`` test would pass on nothing): :class:`ContainerFailed`.
+        """
         try:
-            chunks, _ = self._api.get_archive(self._reader_container(), path)
-        except _EngineRefused as exc:
-            raise FileNotFoundError(str(exc)) from None
-        except docker.errors.APIError as exc:
-            raise FileNotFoundError(_explanation(exc)) from None
+            reader = self._reader_container()
+        except (*ENGINE_ERRORS, _EngineRefused) as exc:
+            raise ContainerFailed(
+                f"the container file tests read could not be created ({_explanation(exc)})"
+            ) from None
+        try:
+            chunks, _ = self._api.get_archive(reader, path)
+        except ENGINE_ERRORS as exc:
+            if isinstance(exc, docker.errors.APIError) and self._still_there(reader):
+                raise FileNotFoundError(_explanation(exc)) from None
+            raise _lost("the container file tests read", exc) from None
         try:
             with tarfile.open(fileobj=stream_of(chunks), mode="r|") as tar:
                 yield tar
         finally:
             chunks.close()
 
+    def _still_there(self, container: str) -> bool:
+        """Whether ``container`` exists and is not being removed."""
+        try:
+            state = self._api.inspect_container(container).get("State") or {}
+        except ENGINE_ERRORS:
+            return False
+        return not state.get("Dead") and state.get("Status") not in ("removing", "dead")
+
     def _stat(self, target: str) -> tarfile.TarInfo:
         """CST's ``StatFile``: the first entry (dir, file, link or symlink) whose cleaned
         name is ``target``'s base name."""
         want = golang.base(target)
+        unseen = ""
         with self._archive(target) as tar:
             for info in tar:
-                if info.type in _STAT_TYPES and _entry_name(info) == want:
+                if _entry_name(info) != want:
+                    continue
+                if info.type in _STAT_TYPES:
                     return info
+                unseen = unseen or _UNSEEN_TYPES.get(info.type, "special file")
+        if unseen:
+            raise FileNotFoundError(
+                f"{target} is a {unseen}, which container-structure-test does not see: it "
+                "counts as missing"
+            )
         raise FileNotFoundError(f"File {target} not found in image")
 
     def _read(self, target: str, depth: int = 0) -> bytes:
@@ -1111,6 +1236,12 @@ class Runner:
 #: The entries CST's ``StatFile`` considers; ``ReadFile`` reads the regular ones.
 _STAT_TYPES = (tarfile.DIRTYPE, tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE)
 _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.LNKTYPE)
+#: The entries ``StatFile`` passes over, in words.
+_UNSEEN_TYPES = {
+    tarfile.FIFOTYPE: "named pipe",
+    tarfile.CHRTYPE: "character device",
+    tarfile.BLKTYPE: "block device",
+}
 
 
 def _entry_name(info: tarfile.TarInfo) -> str:

@@ -641,15 +641,45 @@ _TOP: dict[str, tuple[str, _Kind]] = {
 # --- reading a file --------------------------------------------------------------------------
 
 
+#: A top-level ``schemaVersion`` key, as text: in a file that is not valid YAML it says the
+#: file is meant for container-structure-test, and its mistake is worth a line.
+_VERSION_KEY = re.compile(r"^\ufeff?[\"']?schemaVersion[\"']?[ \t]*:", re.MULTILINE)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The first document of ``text``, as yaml.v2 reads it; raise :class:`yaml.YAMLError`.
+
+    yaml.v2 reads the first document and ignores the rest: an empty one after it (a trailing
+    ``---``) is read here too, while one with content is an error (its tests would not run).
+    """
+    try:
+        return yaml.compose(text, Loader=_Loader)
+    except yaml.composer.ComposerError as exc:
+        if "another document" not in str(exc.problem):
+            raise
+        documents = list(yaml.compose_all(text, Loader=_Loader))
+        if any(not _is_null(node) for node in documents[1:]):
+            raise
+        return documents[0]
+
+
+def _is_null(node: yaml.Node | None) -> bool:
+    return node is None or (
+        isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null") and node.value in _NULLS
+    )
+
+
 def is_cst_document(text: str) -> bool:
     """Whether YAML ``text`` is a CST file: its top level is a mapping with ``schemaVersion``.
 
-    Text that is not YAML is not a CST file.
+    Text that is not valid YAML is one when a line starts with the key ``schemaVersion``
+    (a tab, an unclosed bracket, a second document): :func:`load_cst` then says where it
+    breaks, where otherwise pytest would say only that it found no test in the file.
     """
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = _compose(text)
     except yaml.YAMLError:
-        return False
+        return _VERSION_KEY.search(text) is not None
     return isinstance(node, yaml.MappingNode) and any(
         isinstance(k, yaml.ScalarNode) and k.value == "schemaVersion" for k, _ in node.value
     )
@@ -677,12 +707,18 @@ def parse_cst(text: str, path: str | os.PathLike[str] = "structure-test.yaml") -
 
 def _decode(text: str, path: Path) -> CstFile:
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        fix = (
+            'check the indentation, and quote values that contain ": " or start with a '
+            "special character"
+        )
+        if "another document" in str(exc.problem):
+            # yaml.v2 would read the first document alone, and leave the others' tests unrun
+            fix = "a container-structure-test file is one document: remove the --- line"
         raise _Invalid(
-            f"not valid YAML ({exc.problem or exc.context or 'unreadable'}): check the "
-            'indentation, and quote values that contain ": " or start with a special character',
+            f"not valid YAML ({exc.problem or exc.context or 'unreadable'}): {fix}",
             mark.line + 1 if mark else 1,
         ) from None
     except yaml.YAMLError as exc:
