@@ -233,6 +233,13 @@ def _criteria(document: Any, here: Path, members: Sequence[str] | None) -> list[
             getattr(document, "line", 1),
         )
     for key, line in document.key_lines.items():
+        if key == "schemaVersion":
+            raise Invalid(
+                "schemaVersion makes this a container-structure-test file, which the "
+                "imagecheck_yaml patterns (imagecheck.yaml) do not collect as one: rename it "
+                "to match imagecheck_cst (e.g. structure-test.yaml or app_cst.yaml)",
+                line,
+            )
         if key not in _TOP_LEVEL:
             raise Invalid(
                 f"unknown top-level key {shown(key)}{_did_you_mean(key, _TOP_LEVEL)}: "

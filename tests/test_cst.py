@@ -695,3 +695,21 @@ def test_containers_and_committed_images_are_removed_on_interrupt(
     assert leftovers(client, run.pid) == [], output
     committed = client.api.images(filters={"dangling": True, "label": f"{LABEL_PID}={run.pid}"})
     assert committed == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("x_cst.yaml", b"schemaVersion: 2.0.0\ncommandTests: ['\xff']\n", "is not UTF-8 text"),
+        ("empty_cst.yaml", b"", ":1: the top level is not a mapping"),
+        ("list_cst.yaml", b"- a\n", ":1: the top level is not a mapping"),
+        ("imagecheck.yaml", b"schemaVersion: 2.0.0\n", ":1: schemaVersion makes this a "),
+    ],
+)
+def test_a_file_named_as_a_cst_file_is_read_as_one(pytester, busybox, name, content, says):
+    """A file the patterns name gets the reader's one-line error (it was "not found")."""
+    (pytester.path / name).write_bytes(content)
+    result = pytester.runpytest(f"--image={busybox}", name)
+    output = result.stdout.str()
+    assert says in output, output
+    assert "not found" not in output

@@ -87,16 +87,20 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CstYamlFil
     named = any(fnmatch.fnmatch(name, pattern) for pattern in config.getini("imagecheck_cst"))
     if not named and not parent.session.isinitpath(file_path):
         return None
-    try:
-        text = file_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
     # Imported on first use: most sessions have no CST file.
     from ..cst.items import CstYamlFile
     from ..cst.schema import is_cst_document
 
-    if not is_cst_document(text):
-        return None
+    if not named:
+        # Given by path only: a CST file when it says so (schemaVersion at the top level).
+        try:
+            text = file_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not is_cst_document(text):
+            return None
+    # A file the imagecheck_cst patterns name is a CST file whatever it holds: an empty,
+    # undecodable or malformed one gets the CST reader's one-line error, not "not found".
     found: CstYamlFile = CstYamlFile.from_parent(parent, path=file_path)
     family = config.stash[SETTINGS].family
     if family is not None:
