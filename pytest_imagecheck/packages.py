@@ -405,8 +405,21 @@ class OsPackages(list[OsPackage]):
         return bool(self.managers)
 
     def get(self, name: str, manager: str | None = None) -> OsPackage | None:
-        """The installed package called ``name`` (of ``manager``, if given), or None."""
-        return next((p for p in self if p.name == name and manager in (None, p.manager)), None)
+        """The installed package called ``name`` (of ``manager``, if given), or None.
+
+        dpkg names are lowercase, and dpkg finds ``Git`` as ``git``, so a dpkg package is
+        matched whatever the case of ``name``; apk and rpm names match exactly
+        (``NetworkManager``).
+        """
+        return next(
+            (
+                p
+                for p in self
+                if manager in (None, p.manager)
+                and (p.name == name or (p.manager == "dpkg" and p.name == name.lower()))
+            ),
+            None,
+        )
 
 
 _NOT_INSTALLED = ("not-installed", "config-files")

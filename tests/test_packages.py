@@ -492,6 +492,16 @@ def test_absent_names_the_layer_and_step_that_installed_a_debian_package(
     ]
 
 
+def test_a_dpkg_name_in_capitals_is_the_package_as_dpkg_finds_it(
+    engine: Engine, consistent: str
+) -> None:
+    """dpkg -s Make finds make: a capitalised name must not pass as absent (it did)."""
+    image = engine.image(consistent)
+    for name in ("MAKE", "Make", "dpkg:MAKE"):
+        failure, _ = outcome(lambda name=name: assert_absent(image, packages=[name]))
+        assert failure is not None and failure.startswith("make 4.3-4.1 is installed"), name
+
+
 def test_a_package_purged_in_a_later_layer_is_absent(engine: Engine, history: str) -> None:
     image = engine.image(history)
     assert_absent(image, packages=["make", "dpkg:make"], commands=["make"], files=["/usr/bin/make"])
@@ -632,8 +642,9 @@ def test_a_distribution_that_is_not_there_is_not_installed_once(
 ) -> None:
     failure, _ = outcome(lambda: assert_installed_once(engine.image(consistent), "torch"))
     assert failure == (
-        f"torch is not installed in image {consistent}: no torch dist-info or egg-info in any "
-        "site-packages or dist-packages of any layer"
+        f"no Python distribution torch is installed in image {consistent}: no torch dist-info "
+        "or egg-info in any site-packages or dist-packages of any layer (installed_once counts "
+        "Python distributions, not OS packages)"
     )
 
 

@@ -403,7 +403,8 @@ def _package_findings(
     found = [
         p
         for p in os_packages
-        if p.name == query.name and p.manager in {db.manager for db in readable}
+        if os_packages.get(query.name, p.manager) is p
+        and p.manager in {db.manager for db in readable}
     ]
     if not found:
         where = "; ".join(f"{db.manager}: {db.path} ({db.count} packages)" for db in readable)
@@ -958,8 +959,9 @@ def assert_installed_once(image: ImageUnderTest, package: str | Sequence[str]) -
         ] or "none"
         if not copies:
             problems.append(
-                f"{name} is not installed in image {_name(image)}: no {name} dist-info or "
-                "egg-info in any site-packages or dist-packages of any layer"
+                f"no Python distribution {name} is installed in image {_name(image)}: no "
+                f"{name} dist-info or egg-info in any site-packages or dist-packages of any "
+                "layer (installed_once counts Python distributions, not OS packages)"
             )
             continue
         if len(copies) == 1:
