@@ -304,7 +304,7 @@ class RunningContainer:
         if not path.startswith("/"):
             raise ImageCheckError(f"path {path!r} must start with '/', e.g. '/{path}'")
         host, host_port = self.address(port)
-        base = f"http://{host}:{host_port}"
+        base = f"http://[{host}]:{host_port}" if ":" in host else f"http://{host}:{host_port}"
         if observing() and from_test_code(sys._getframe(1)):
             watch_url(base, secrets_of=self.image.env)
         return base + path

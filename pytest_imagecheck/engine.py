@@ -6,7 +6,8 @@ Every container the plugin creates carries the labels from :meth:`Engine.labels`
     the pytest session that made it (shared by all xdist workers of one run);
 ``pytest-imagecheck.pid`` and ``pytest-imagecheck.host``
     the process that made it, so a later session can tell a crashed session's
-    leftovers (dead pid on this host) from a session that is still running;
+    leftovers (dead pid on this host and PID namespace, :func:`this_host`) from a session
+    that is still running;
 ``pytest-imagecheck.keep``
     set with ``--keep-containers``: never swept.
 
@@ -122,6 +123,17 @@ def from_engine(exc: BaseException, client: docker.DockerClient | None) -> bool:
     return isinstance(exc, docker.errors.DockerException)
 
 
+def this_host() -> str:
+    """Who made a container, for :meth:`Engine.sweep_stale`: the host name and this process's
+    PID namespace (``ci-7/pid:[4026531836]``), so a session in another container or namespace
+    with the same host name never takes this one's live processes for dead ones."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}/{namespace}"
+
+
 def new_session_id() -> str:
     """A fresh, short session id for labels and container names."""
     return secrets.token_hex(6)
@@ -159,8 +171,10 @@ def connect(target: EngineTarget | None = None, timeout: int = 60) -> docker.Doc
         tls: docker.tls.TLSConfig | bool = False
         if target.cert_path:
             folder = target.cert_path
+            cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+            has_client = os.path.isfile(cert) and os.path.isfile(key)
             tls = docker.tls.TLSConfig(
-                client_cert=(os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")),
+                client_cert=(cert, key) if has_client else None,
                 ca_cert=os.path.join(folder, "ca.pem") if target.tls_verify else None,
                 verify=target.tls_verify,
             )
@@ -177,7 +191,9 @@ def connect(target: EngineTarget | None = None, timeout: int = 60) -> docker.Doc
             client.api.trust_env = False
             client.api._version = client.api.version(api_version=False)["ApiVersion"]  # type: ignore[attr-defined]
         else:
-            client = docker.DockerClient(base_url=target.url, timeout=timeout, use_ssh_client=True)
+            # ssh:// through paramiko: docker-py's other transport, the ssh client, loses
+            # about one exec in five to a broken pipe (docker-py issue 3218).
+            client = docker.DockerClient(base_url=target.url, timeout=timeout)
         client.ping()
     except requests.exceptions.SSLError as exc:
         raise EngineUnavailable(
@@ -366,7 +382,7 @@ class Engine:
         #: Where its containers' ports bind and are reached (``--publish-host``).
         self.publishing = publishing or Publishing(LOOPBACK, LOOPBACK, "a local engine")
         self._tunnels = Tunnels(self.target) if self.publishing.tunnelled else None
-        self.host = socket.gethostname()
+        self.host = this_host()
         #: Bytes of image saves streamed from the engine so far (layer reads).
         self.bytes_streamed = 0
         #: Removals handed to the background (:meth:`remove_later`), oldest first.

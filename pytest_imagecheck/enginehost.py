@@ -145,6 +145,9 @@ def parse_engine_url(value: str, label: str) -> str:
                 f"{label} {value!r} names no host: write {scheme}://HOST"
                 + (":2376" if scheme == "tcp" else "")
             )
+        value = value.rstrip("/")
+        if scheme == "tcp" and parts.port is None:
+            value = f"{value}:2375"  # the docker CLI's default for tcp://HOST
     elif not rest.startswith("/"):
         raise ImageCheckError(f"{label} {value!r}: a socket needs an absolute path")
     return value
@@ -181,12 +184,16 @@ def context_target(name: str, environ: Mapping[str, str], source: str) -> Engine
     where = f"{source}: Docker context {name!r}"
     url = parse_engine_url(str(host), where)
     tls = folder / "tls" / context_id / "docker"
-    has_tls = all((tls / f).is_file() for f in ("ca.pem", "cert.pem", "key.pem"))
+    skip_verify = bool(endpoint.get("SkipTLSVerify", False))
+    # As the CLI: TLS when the context has any TLS file or skips verification; the engine's
+    # certificate verified against ca.pem unless it skips that.
+    has_tls = any((tls / f).is_file() for f in ("ca.pem", "cert.pem", "key.pem"))
+    uses_tls = url.startswith("tcp://") and (has_tls or skip_verify)
     return EngineTarget(
         url=url,
         source=f"Docker context {name}",
-        cert_path=str(tls) if has_tls else None,
-        tls_verify=has_tls and not endpoint.get("SkipTLSVerify", False),
+        cert_path=str(tls) if uses_tls else None,
+        tls_verify=uses_tls and not skip_verify and (tls / "ca.pem").is_file(),
     )
 
 
@@ -196,6 +203,9 @@ def engine_target(value: str | None, environ: Mapping[str, str], label: str) -> 
 
     Raises :class:`ImageCheckError` (one line) for a malformed URL or an unknown context.
     """
+    if value == "default":  # the CLI's own context: DOCKER_HOST, else the local socket
+        value = environ.get("DOCKER_HOST") or LOCAL_SOCKET
+        label = f"{label} default"
     if value is not None:
         if "://" not in value and _CONTEXT_NAME.fullmatch(value):
             return context_target(value, environ, f"{label} {value}")
@@ -206,7 +216,9 @@ def engine_target(value: str | None, environ: Mapping[str, str], label: str) -> 
         url = parse_engine_url(host, "DOCKER_HOST")
         return EngineTarget(url, "DOCKER_HOST", *_env_tls(url, environ))
     name = environ.get("DOCKER_CONTEXT")
-    if name and name != "default":
+    if name == "default":
+        return EngineTarget(LOCAL_SOCKET, "the local socket")
+    if name:
         return context_target(name, environ, "DOCKER_CONTEXT")
     config = docker_config_dir(environ) / "config.json"
     with contextlib.suppress(OSError, ValueError):
@@ -286,18 +298,32 @@ def publishing(target: EngineTarget, value: str | None, label: str) -> Publishin
             "(e.g. 10.0.0.5), engine (the address in the engine's URL) or tunnel (ssh:// "
             "engines)"
         ) from None
+    if ip.is_loopback and not target.local:
+        raise ImageCheckError(
+            f"{label} {value} is the loopback of the engine's host, which pytest cannot reach "
+            f"from this machine (its own {value} is another host's): use {label} tunnel "
+            f"(ssh:// engines) or {label} engine"
+        )
     if ip.is_unspecified:
-        reach = LOOPBACK if target.local else _resolve(target.hostname or "", label)
+        if target.local:
+            reach = LOOPBACK if ip.version == 4 else "::1"
+        else:
+            reach = _resolve(target.hostname or "", label, ip.version)
         return Publishing(str(ip), reach, f"{label} {value}")
     return Publishing(str(ip), str(ip), f"{label} {value}")
 
 
-def _resolve(host: str, label: str) -> str:
-    """The IP address ``host`` resolves to here (IPv4 first)."""
+def _resolve(host: str, label: str, version: int | None = None) -> str:
+    """The IP address ``host`` resolves to here (IPv4 first; only IPv``version`` when given)."""
+    family = {4: socket.AF_INET, 6: socket.AF_INET6}.get(version or 0, socket.AF_UNSPEC)
     try:
-        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        found = socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)
     except OSError as exc:
-        raise ImageCheckError(f"{label} {host!r} does not resolve: {exc.strerror}") from None
+        raise ImageCheckError(
+            f"{label} {host!r} does not resolve"
+            + (f" to an IPv{version} address" if version else "")
+            + f": {exc.strerror}"
+        ) from None
     found.sort(key=lambda info: info[0] != socket.AF_INET)
     return str(found[0][4][0])
 
@@ -364,12 +390,42 @@ def _ssh(target: EngineTarget, command: list[str]) -> subprocess.CompletedProces
         ) from None
 
 
+#: Set in each tunnel's environment to the pid of the process that opened it.
+TUNNEL_OWNER = "PYTEST_IMAGECHECK_TUNNEL_OF"
+
+
+def sweep_orphan_tunnels() -> int:
+    """End the tunnels of processes that died without closing them (SIGKILL); returns how
+    many. A tunnel is an ``ssh`` whose environment names its owner (:data:`TUNNEL_OWNER`)."""
+    ended = 0
+    marker = f"{TUNNEL_OWNER}=".encode()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            owner = next(
+                (
+                    v[len(marker) :]
+                    for v in environ.read_bytes().split(b"\0")
+                    if v.startswith(marker)
+                ),
+                None,
+            )
+            if owner is None or not owner.isdigit() or Path(f"/proc/{int(owner)}").exists():
+                continue
+            os.kill(int(environ.parent.name), 15)
+            ended += 1
+        except (OSError, ValueError):
+            continue
+    return ended
+
+
 class Tunnels:
     """SSH tunnels from this machine's loopback to ports an ``ssh://`` engine's containers
-    publish on the remote's loopback: one ``ssh -N -L`` per port, closed by :meth:`close`."""
+    publish on the remote's loopback: one ``ssh -N -L`` per port, closed by :meth:`close`;
+    those a killed process left are ended by the next session's first tunnel."""
 
     def __init__(self, target: EngineTarget) -> None:
         self.target = target
+        sweep_orphan_tunnels()
         self._open: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}
         self._lock = threading.Lock()
 
@@ -392,7 +448,11 @@ class Tunnels:
                 self.target.hostname or "",
             )
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env={**os.environ, TUNNEL_OWNER: str(os.getpid())},
             )
             self._open[remote_port] = (port, proc)
             _wait_listening(port, proc, self.target, remote_port)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pytest_imagecheck.engine import LABEL_HOST, LABEL_PID, LABEL_SESSION
+from pytest_imagecheck.engine import LABEL_HOST, LABEL_PID, LABEL_SESSION, this_host
 from tests.conftest import leftovers, wait_for
 
 SLOW_TEST = """
@@ -99,7 +99,7 @@ def test_a_crashed_sessions_leftovers_are_swept_but_a_live_ones_are_not(
         text=True,
         check=True,
     )
-    host = __import__("socket").gethostname()
+    host = this_host()
 
     def make(pid: int, session: str):
         return client.containers.create(

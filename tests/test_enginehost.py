@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,11 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pytest_imagecheck.enginehost import (
+    TUNNEL_OWNER,
     EngineTarget,
     check_reachable,
     engine_target,
     parse_engine_url,
     publishing,
+    sweep_orphan_tunnels,
 )
 from pytest_imagecheck.errors import EngineUnavailable, ImageCheckError
 
@@ -211,3 +214,71 @@ def test_an_ssh_login_that_would_prompt_fails_instead(tmp_path: Path) -> None:
     message = str(raised.value)
     assert "Connection refused" in message
     assert "ssh must log in without a prompt" in message
+
+
+def test_the_default_context_is_the_clis_own(tmp_path: Path) -> None:
+    """DOCKER_CONTEXT=default and --engine default name DOCKER_HOST or the local socket, as
+    `docker --context default` does, whatever the current context is (it took the current
+    context: another engine than the CLI's)."""
+    config = tmp_path / "docker"
+    _cli(config, "context", "create", "other", "--docker", "host=unix:///tmp/no-such.sock")
+    _cli(config, "context", "use", "other")
+    env = {"DOCKER_CONFIG": str(config), "HOME": str(tmp_path)}
+    assert engine_target(None, env, "-").url == "unix:///tmp/no-such.sock"
+    local = "unix:///var/run/docker.sock"
+    assert engine_target(None, {**env, "DOCKER_CONTEXT": "default"}, "-").url == local
+    assert engine_target("default", env, "--engine").url == local
+
+
+def test_a_context_that_skips_verification_or_has_only_a_ca_is_tls(tmp_path: Path) -> None:
+    config = tmp_path / "docker"
+    ca, _, _ = _pem_files(tmp_path / "pem")
+    _cli(
+        config,
+        "context",
+        "create",
+        "skip",
+        "--docker",
+        "host=tcp://10.9.8.7:2376,skip-tls-verify=true",
+    )
+    _cli(config, "context", "create", "caonly", "--docker", f"host=tcp://10.9.8.7:2376,ca={ca}")
+    env = {"DOCKER_CONFIG": str(config), "HOME": str(tmp_path)}
+    skip = engine_target("skip", env, "--engine")
+    assert skip.cert_path is not None and not skip.tls_verify
+    assert skip.environ()["DOCKER_TLS"] == "1"
+    only_ca = engine_target("caonly", env, "--engine")
+    assert only_ca.cert_path is not None and only_ca.tls_verify
+
+
+def test_engine_urls_are_normalised_as_the_cli_reads_them() -> None:
+    assert parse_engine_url("tcp://10.0.0.5", "--engine") == "tcp://10.0.0.5:2375"
+    assert parse_engine_url("tcp://10.0.0.5:2376/", "--engine") == "tcp://10.0.0.5:2376"
+
+
+def test_a_remote_engines_loopback_is_not_reachable_from_here() -> None:
+    """--publish-host 127.0.0.1 with a remote engine binds the remote's loopback and would
+    connect to this machine's: a wrong pass against any local server on that port."""
+    for url in ("tcp://10.0.0.5:2375", "ssh://ci@10.0.0.6"):
+        with pytest.raises(ImageCheckError, match=r"is the loopback of the engine's host"):
+            publishing(EngineTarget(url, "--engine"), "127.0.0.1", "--publish-host")
+    local = EngineTarget("unix:///var/run/docker.sock", "the local socket")
+    assert publishing(local, "127.0.0.1", "--publish-host").reach == "127.0.0.1"
+    assert publishing(local, "::", "--publish-host").reach == "::1"
+
+
+def test_a_tunnel_whose_owner_died_is_ended_by_the_next_session() -> None:
+    """A pytest killed with SIGKILL cannot close its ssh tunnels; the next one ends them.
+    Stand-ins for the tunnels are real processes with the owner's mark in their environment:
+    one whose owner is gone, one whose owner (this process) lives."""
+    gone = subprocess.Popen([sys.executable, "-c", "print(0)"])
+    gone.wait()
+    orphan = subprocess.Popen(["sleep", "60"], env={**os.environ, TUNNEL_OWNER: str(gone.pid)})
+    owned = subprocess.Popen(["sleep", "60"], env={**os.environ, TUNNEL_OWNER: str(os.getpid())})
+    try:
+        assert sweep_orphan_tunnels() >= 1
+        assert orphan.wait(timeout=5) == -15
+        assert owned.poll() is None
+    finally:
+        for proc in (orphan, owned):
+            proc.kill()
+            proc.wait()

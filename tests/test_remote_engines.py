@@ -37,6 +37,8 @@ import pytest_imagecheck as ic
 def test_facts_exec_file_and_endpoint(image, container):
     assert image.user == "svc"
     assert container.host.check_output("id -un") == "svc"
+    for _ in range(10):  # execs through the engine's API (over ssh: paramiko)
+        assert container.exec(["id", "-un"]).stdout.strip() == "svc"
     assert container.host.file("/srv/www/index.html").exists
     ic.assert_endpoint_ready(container, "/", port=8080, timeout="20s")
     host, port = container.address(8080)

@@ -124,7 +124,7 @@ def _shorten(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Test
         state = item.config.stash[STATE]
         client = state.engine().client if state.connected else None
         if from_engine(excinfo.value, client):
-            if isinstance(excinfo.value, requests.ConnectionError):
+            if isinstance(excinfo.value, (requests.ConnectionError, requests.Timeout)):
                 report.longrepr = str(engine_lost(excinfo.value))
             return
         failure = _service_failure(item, excinfo.value)

@@ -192,5 +192,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     terminalreporter.write_sep("-", "pytest-imagecheck kept its containers")
     label = f"label={LABEL_SESSION}={state.session_id}"
-    terminalreporter.write_line(f"list them:   docker ps -a --filter {label}")
-    terminalreporter.write_line(f"remove them: docker rm -f $(docker ps -aq --filter {label})")
+    target = state.target
+    docker = "docker" if target is None or target.local else f"docker -H {target.url}"
+    terminalreporter.write_line(f"list them:   {docker} ps -a --filter {label}")
+    terminalreporter.write_line(f"remove them: {docker} rm -f $({docker} ps -aq --filter {label})")
