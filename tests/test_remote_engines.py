@@ -79,24 +79,32 @@ def remote(
         yield engine
 
 
-def _session(
-    folder: Path,
-    *args: str,
-    env: dict[str, str],
-    timeout: float = 240,
+def _argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without DOCKER_* (the child names its engine itself), plus ``extra``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    return {**clean, **(extra or {})}
+
+
+def _pytest(
+    folder: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
-    """A child pytest session in ``folder`` with the environment ``env`` added."""
+    """A child pytest session in ``folder``, with the environment ``env`` added."""
+    return subprocess.run(
+        _argv(*args), cwd=folder, env=_env(env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _session(
+    folder: Path, *args: str, env: dict[str, str], timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """:func:`_pytest` on the module's tests and criteria (``TESTS``, ``CRITERIA``)."""
     (folder / "test_remote.py").write_text(TESTS)
     (folder / "imagecheck.yaml").write_text(CRITERIA)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-s", *args],
-        cwd=folder,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return _pytest(folder, "-v", "-s", *args, env=env, timeout=timeout)
 
 
 def _labelled(engine_client: docker.DockerClient) -> list[str]:
@@ -145,25 +153,13 @@ def test_a_build_lands_on_the_remote_engine(
         "def test_it(image, container):\n"
         "    assert container.host.file('/marker').content_string == 'built-remotely\\n'\n"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "test_build.py",
-            f"--build-context={context}",
-            f"--image={tag}",
-            f"--engine={remote.tcp_url}",
-            "--publish-host=engine",
-        ],
-        cwd=tmp_path,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    done = _pytest(
+        tmp_path,
+        "test_build.py",
+        f"--build-context={context}",
+        f"--image={tag}",
+        f"--engine={remote.tcp_url}",
+        "--publish-host=engine",
     )
     assert done.returncode == 0, done.stdout + done.stderr
     inner = remote.client()
@@ -303,24 +299,13 @@ def test_an_engine_killed_mid_session_is_one_line_not_a_hang(
 
         killer = threading.Thread(target=kill_when_started)
         killer.start()
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         started = time.monotonic()
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-p",
-                "no:cacheprovider",
-                "test_dies.py",
-                f"--image={sample_image}",
-                f"--engine={engine.tcp_url}",
-                "--publish-host=engine",
-            ],
-            cwd=tmp_path,
-            env=clean,
-            capture_output=True,
-            text=True,
+        done = _pytest(
+            tmp_path,
+            "test_dies.py",
+            f"--image={sample_image}",
+            f"--engine={engine.tcp_url}",
+            "--publish-host=engine",
             timeout=180,
         )
         killer.join()
@@ -407,14 +392,8 @@ def test_a_killed_worker_leaves_nothing_on_either_engine(
     (tmp_path / "test_slow.py").write_text(
         "import time\n\n\ndef test_slow(container):\n    time.sleep(60)\n"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
+        _argv(
             "test_slow.py",
             *(f"--image={m}=imagecheck-test/sample:{m}" for m in MEMBERS[:2]),
             f"--engine={one.tcp_url}",
@@ -423,9 +402,9 @@ def test_a_killed_worker_leaves_nothing_on_either_engine(
             "-n",
             "2",
             "--max-worker-restart=0",
-        ],
+        ),
         cwd=tmp_path,
-        env=clean,
+        env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
