@@ -330,7 +330,9 @@ def two_engines(
     ids = {}
     for member, tag in zip(MEMBERS, tags, strict=True):
         dockerfile = f"FROM {sample_image}\nLABEL member={member}\n"
-        built, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag)
+        built, _ = client.images.build(
+            fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True
+        )
         ids[built.id] = tag
     try:
         with (
