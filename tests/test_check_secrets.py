@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import json
 import os
 import re
@@ -19,10 +18,8 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
 
 from pytest_imagecheck.checks.secrets import (
     RULES,
@@ -37,6 +34,7 @@ from pytest_imagecheck.evidence import Evidence, as_text, collecting
 from pytest_imagecheck.image import ImageUnderTest
 from pytest_imagecheck.layers import final_filesystem
 from pytest_imagecheck.secret_rules import mask_text
+from tests.certs import self_signed
 
 DOCKER_CLI = "/usr/bin/docker"
 Findings = Callable[[ImageUnderTest], dict[str, Finding]]
@@ -178,22 +176,6 @@ def _pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, form: str) -> byte
     )
 
 
-def _certificate(key: ec.EllipticCurvePrivateKey) -> bytes:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "app.example.com")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 def _write_tree(root: Path, files: dict[str, bytes | str]) -> None:
     for relative, content in files.items():
         path = root / relative
@@ -225,8 +207,8 @@ def keys() -> dict[str, bytes]:
     return {
         "id_rsa": _pem(_rsa_key(), "openssh"),
         "server.key": _pem(_rsa_key(), "pkcs8"),
-        "tls.pem": _pem(ec_key, "traditional") + _certificate(ec_key),
-        "public.pem": _certificate(ec.generate_private_key(ec.SECP256R1())),
+        "tls.pem": _pem(ec_key, "traditional") + self_signed(ec_key),
+        "public.pem": self_signed(ec.generate_private_key(ec.SECP256R1())),
         "id_ed25519": ed_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.OpenSSH,

@@ -4,7 +4,6 @@ engine needs. No engine is contacted, except where a test says so."""
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import socket
@@ -14,10 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from pytest_imagecheck.enginehost import (
     TUNNEL_OWNER,
@@ -29,6 +26,7 @@ from pytest_imagecheck.enginehost import (
     sweep_orphan_tunnels,
 )
 from pytest_imagecheck.errors import EngineUnavailable, ImageCheckError
+from tests.certs import self_signed
 
 DOCKER = shutil.which("docker")
 
@@ -47,21 +45,10 @@ def _pem_files(folder: Path) -> tuple[Path, Path, Path]:
     """A CA, and a client certificate and key it signed: real PEM files for the CLI."""
     folder.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ca")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed(key, "test ca")
     ca, crt, pem = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
-    ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    ca.write_bytes(cert)
+    crt.write_bytes(cert)
     pem.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,

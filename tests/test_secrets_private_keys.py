@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import io
 import json
 import os
@@ -19,10 +18,8 @@ from collections.abc import Callable, Iterator
 import docker
 import docker.errors
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
 
 from pytest_imagecheck.checks.secrets import Finding, find_secrets
 from pytest_imagecheck.engine import Engine
@@ -30,6 +27,7 @@ from pytest_imagecheck.evidence import as_text, collecting
 from pytest_imagecheck.image import ImageUnderTest
 from pytest_imagecheck.layers import SNIFF_BYTES, Keep, LayerContents, SharedLayers, read_layer
 from pytest_imagecheck.secret_rules import keep_file, mask_text
+from tests.certs import self_signed
 
 Private = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
@@ -48,27 +46,9 @@ def _private(key: Private, form: str, password: bytes | None = None) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, formats[form], encryption)
 
 
-def _certificate(
-    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, common_name: str = "app.example.com"
-) -> bytes:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 def _chain(key: rsa.RSAPrivateKey, count: int) -> bytes:
     """``count`` RSA certificates, about 1.1 KB each: a CA bundle or a long chain."""
-    return b"".join(_certificate(key, f"ca-{i}.example.com") for i in range(count))
+    return b"".join(self_signed(key, f"ca-{i}.example.com") for i in range(count))
 
 
 def _pkcs12_export(key: rsa.RSAPrivateKey, chain: bytes) -> bytes:
@@ -118,7 +98,7 @@ def keys() -> dict[str, bytes]:
         "/etc/ssl/private/server": _private(ec_key, "traditional"),
         "/srv/deploy/identity": _private(ed25519.Ed25519PrivateKey.generate(), "openssh"),
         "/app/config/service-account.json": json.dumps(service_account, indent=2).encode(),
-        "/etc/haproxy/site": _certificate(ec_key) + _private(rsa_key, "traditional"),
+        "/etc/haproxy/site": self_signed(ec_key) + _private(rsa_key, "traditional"),
         "/etc/app/legacy": _private(rsa_key, "traditional", b"passphrase"),
         "/etc/app/unseal": _private(ec_key, "pkcs8", b"passphrase"),
         "/home/app/putty": putty.encode(),
@@ -134,7 +114,7 @@ def public() -> dict[str, bytes]:
     rsa_public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     rsa_public_signer = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return {
-        "/etc/app/trust": _certificate(ec_key),
+        "/etc/app/trust": self_signed(ec_key),
         "/etc/app/verify": ec_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
@@ -157,7 +137,7 @@ def public() -> dict[str, bytes]:
             serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
         )
         + b" deploy@ci\n",
-        "/opt/y/id_rsa": _certificate(ec_key),
+        "/opt/y/id_rsa": self_signed(ec_key),
         "/opt/keys/id_ecdsa": b"# deploy keys\n"
         + b'from="10.0.0.0/8",no-pty '
         + ec_key.public_key().public_bytes(
